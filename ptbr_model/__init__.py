@@ -1,0 +1,1 @@
+"""f5tts-ptbr model package: framework-free pieces the BentoML service composes."""

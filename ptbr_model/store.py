@@ -1,0 +1,242 @@
+"""Import a checkpoint, with its vocabulary and vocoder, into the BentoML model store, and read it back.
+
+A stored model is self-contained (nothing is fetched at run time) and canonical:
+
+    model.safetensors        CFM keys without the ``ema_model.`` prefix, float16 by default
+    vocab.txt                the symbol table the text embedding was trained with
+    config.json              architecture (nulls kept), mel config, preset, dtype
+    vocoder/config.yaml      vocos-mel-24khz layout
+    vocoder/pytorch_model.bin
+
+The version is derived from what was imported (file hashes + options), so importing the same thing twice finds the
+existing model instead of creating a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from ptbr_model import f5
+from ptbr_model.checkpoint import (
+    DEFAULT_PRESET,
+    Architecture,
+    CheckpointError,
+    load_validated,
+    require_file,
+    sha256_file,
+)
+
+MODEL_NAME = "f5tts-ptbr"
+STORE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+VOCOS_HUB_REPO = "charactr/vocos-mel-24khz"
+VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
+# Buffers that are recomputed constants, not learnt weights: keep them exact whatever the storage dtype.
+_KEEP_FLOAT32_SUFFIXES = ("rotary_embed.inv_freq",)
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    checkpoint: Path
+    source_name: str
+    vocab: Path
+    vocoder_dir: Path
+    preset: str = DEFAULT_PRESET
+    store_dtype: str = "float16"
+    name: str = MODEL_NAME
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What the engine needs to rebuild the model from the store."""
+
+    tag: str
+    path: Path
+    arch: dict[str, Any]
+    mel: dict[str, Any]
+    metadata: dict[str, Any]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.path / "vocab.txt"
+
+    @property
+    def vocoder_dir(self) -> Path:
+        return self.path / "vocoder"
+
+
+def import_checkpoint(options: ImportOptions, progress: Callable[[str], None] | None = None) -> str:
+    """Validate everything first, then write the model; returns the tag (existing or new)."""
+    import bentoml
+
+    if options.store_dtype not in STORE_DTYPES:
+        raise CheckpointError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, not {options.store_dtype!r}")
+    require_file(options.checkpoint)
+    source_sha256 = sha256_file(options.checkpoint, progress)
+    mel = dict(f5.MEL_DEFAULTS)
+    state, arch = load_validated(options.checkpoint, options.preset, mel)
+    vocab_size = _validate_vocab(options.vocab, arch)
+    _validate_vocoder(options.vocoder_dir, mel)
+
+    fingerprint = {
+        "source_sha256": source_sha256,
+        "vocab_sha256": sha256_file(options.vocab),
+        "vocoder_sha256": [sha256_file(options.vocoder_dir / name) for name in VOCODER_FILES],
+        "preset": options.preset,
+        "store_dtype": options.store_dtype,
+        "mel": mel,
+    }
+    version = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    tag = bentoml.Tag(options.name, version)
+    try:
+        return str(bentoml.models.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        pass
+
+    metadata = {
+        "arch": {key: value for key, value in arch.as_kwargs().items() if value is not None},
+        "mel": mel,
+        "preset": options.preset,
+        "source_name": options.source_name,
+        "source_sha256": source_sha256,
+        "vocab_sha256": fingerprint["vocab_sha256"],
+        "stored_dtype": options.store_dtype,
+        "vocab_size": vocab_size,
+        "demo": options.demo,
+        "f5_tts_version": f5.f5_tts_version(),
+    }
+    if progress is not None:
+        progress(f"writing {tag} ({options.store_dtype})")
+    with bentoml.models.create(tag, metadata=metadata, labels={"preset": options.preset}) as model:
+        target = Path(model.path)
+        _write_weights(state, target / "model.safetensors", STORE_DTYPES[options.store_dtype])
+        shutil.copyfile(options.vocab, target / "vocab.txt")
+        (target / "vocoder").mkdir()
+        for name in VOCODER_FILES:
+            shutil.copyfile(options.vocoder_dir / name, target / "vocoder" / name)
+        config = {
+            "arch": arch.as_kwargs(),
+            "mel": mel,
+            "preset": options.preset,
+            "stored_dtype": options.store_dtype,
+            "vocab_size": vocab_size,
+        }
+        (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return str(model.tag)
+
+
+def load_stored(tag: str) -> StoredModel:
+    """Resolve a tag (``name:latest`` works) to the files and config of a stored model."""
+    import bentoml
+
+    model = bentoml.models.get(tag)
+    path = Path(model.path)
+    config = json.loads((path / "config.json").read_text())
+    return StoredModel(
+        tag=str(model.tag),
+        path=path,
+        arch=config["arch"],
+        mel=config["mel"],
+        metadata=dict(model.info.metadata),
+    )
+
+
+def read_stored_weights(stored: StoredModel) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(stored.weights_path), device="cpu")
+
+
+def download_vocos_from_hub() -> Path:
+    """The vocos-mel-24khz folder from the hub (cached by huggingface_hub); a clear error when unreachable."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        paths = [Path(hf_hub_download(repo_id=VOCOS_HUB_REPO, filename=name)) for name in VOCODER_FILES]
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot download the vocoder {VOCOS_HUB_REPO} from the hub ({_short(exc)}); "
+            "download its config.yaml and pytorch_model.bin and pass --vocoder DIR"
+        ) from exc
+    return paths[0].parent
+
+
+def download_checkpoint_from_hub(uri: str) -> Path:
+    """``hf://owner/repo/path/in/repo`` → a local file (huggingface_hub's cache)."""
+    parts = uri.removeprefix("hf://").split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise CheckpointError(f"hub checkpoint must look like hf://owner/repo/path/in/repo, got {uri!r}")
+    owner, repo, filename = parts
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename))
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot download {uri} ({_short(exc)}); download the file and pass its local path instead"
+        ) from exc
+
+
+def _write_weights(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> None:
+    from safetensors.torch import save_file
+
+    def stored(key: str, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.is_floating_point() and not key.endswith(_KEEP_FLOAT32_SUFFIXES):
+            tensor = tensor.to(dtype)
+        return tensor.contiguous()
+
+    save_file({key: stored(key, tensor) for key, tensor in state.items()}, str(path))
+
+
+def _validate_vocab(path: Path, arch: Architecture) -> int:
+    if not path.is_file():
+        raise CheckpointError(f"vocab file not found: {path}")
+    try:
+        vocab = f5.read_vocab(path)
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"vocab file {path.name} is not UTF-8 text") from exc
+    size = len(vocab)  # upstream sizes the embedding by distinct symbols (len of its char map)
+    if size != arch.text_num_embeds:
+        raise CheckpointError(
+            f"vocab {path.name} has {size} symbols but the checkpoint's text embedding expects "
+            f"{arch.text_num_embeds}: pass the vocab.txt the model was trained with (--vocab FILE)"
+        )
+    if vocab.get(" ") != 0:
+        raise CheckpointError(f"vocab {path.name} must have the space symbol on its first line (index 0)")
+    return size
+
+
+def _validate_vocoder(directory: Path, mel: dict[str, Any]) -> None:
+    missing = [name for name in VOCODER_FILES if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointError(f"vocoder folder {directory} lacks {', '.join(missing)} (expected a vocos-mel-24khz folder)")
+    try:
+        config = yaml.safe_load((directory / "config.yaml").read_text())
+        features = config["feature_extractor"]["init_args"]
+    except Exception as exc:
+        raise CheckpointError(f"vocoder config.yaml is not a vocos config ({_short(exc)})") from exc
+    expected = {"sample_rate": mel["target_sample_rate"], "n_mels": mel["n_mel_channels"], "hop_length": mel["hop_length"]}
+    wrong = {key: features.get(key) for key, value in expected.items() if features.get(key) != value}
+    if wrong:
+        raise CheckpointError(f"vocoder does not match the model's mel config: {wrong} (expected {expected})")
+    try:
+        f5.load_vocos(directory / "config.yaml", directory / "pytorch_model.bin")
+    except Exception as exc:
+        raise CheckpointError(f"vocoder weights do not load ({_short(exc)})") from exc
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]

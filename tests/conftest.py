@@ -1,0 +1,28 @@
+"""Shared fixtures. Every test session gets its own BentoML home so the developer's model store is never touched
+and each run starts from an empty store."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before anything imports bentoml: its container reads BENTOML_HOME once.
+    if "PTBR_TEST_KEEP_BENTOML_HOME" not in os.environ:
+        os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ptbr-test-bentoml-")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of waiting on the network
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
