@@ -1,0 +1,40 @@
+"""The text front-end in one call: normalise, fit to the vocabulary, chunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .chunking import chunk_budget_bytes, chunk_text
+from .normalizer import normalize
+from .vocab import fit_to_vocab
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    """What the engine synthesises: the full text, its chunks, and characters the vocabulary lacked."""
+
+    text: str
+    chunks: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def prepare_text(
+    text: str,
+    vocab: frozenset[str],
+    *,
+    ref_text: str,
+    ref_audio_seconds: float,
+    speed: float,
+    normalize_text: bool = True,
+) -> PreparedText:
+    """normalize (when asked) -> fit_to_vocab -> chunk.
+
+    The chunk budget is computed from the reference transcript as the model will see it (prepared the
+    same way), because upstream's rule relates the reference's bytes to its seconds.
+    """
+    spoken = normalize(text) if normalize_text else text
+    fitted, removed = fit_to_vocab(spoken, vocab)
+    reference = normalize(ref_text) if normalize_text else ref_text
+    fitted_reference, _ = fit_to_vocab(reference, vocab)
+    budget = chunk_budget_bytes(fitted_reference, ref_audio_seconds, speed)
+    return PreparedText(text=fitted, chunks=tuple(chunk_text(fitted, budget)), removed=tuple(removed))

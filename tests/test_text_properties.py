@@ -1,0 +1,73 @@
+"""Properties of the normaliser over generated text: never raises, no digit left, idempotent,
+and after fit_to_vocab only vocabulary characters remain."""
+
+import importlib.resources
+import importlib.util
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ptbr_model.text import fit_to_vocab, load_vocab, normalize
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ASCII_DIGIT = re.compile("[0-9]")
+
+# Pieces the passes react to, glued together in any order: this finds interactions between passes
+# ("nºR$", "D. D. Pedro", "séc.XXI2") that uniformly random text almost never produces.
+TRIGGER_TOKENS = [
+    "0", "1", "2", "10", "21", "200", "007", "1.234", "1.500.000", "3,5", "1,00", "-", "−", ".", ",", "/", ":", ";",
+    "h", "x", "X", "×", " ", " ", " ", "\n", "R$", "US$", "$", "€", "£", "%", "º", "ª", "°", "C", "km", "km/h", "kg",
+    "m", "min", "Sr.", "Dra.", "D.", "R.", "S.", "p.", "ex.", "etc.", "nº", "#", "Pedro", "Maria", "II", "I", "V",
+    "XXI", "MIL", "DI", "VIVI", "século", "séc.", "capítulo", "Guerra", "CPF", "ONU", "INSS", "ATENÇÃO", "@", "a",
+    "gmail", "com", "br", "www.", "https://", "(", ")", "+", "=", "&", "<", "casas", "horas", "pessoas", "de",
+    "janeiro", "dia", "e", "ou", "mil", "milhões", "vc", "1/2", "3/4", "25/12", "25/12/1990", "14h30", "14:30",
+    "2020", "98765-4321", "(11)", "01310-100", "é", "Ô", "Õ", "…", "–", "“", "”", "½", "²", "١", "\t", "S.A.",
+    "a.C.", "Ltda.", "A", "Z", "!", "?", "ǅ", "①", "\u200b", "\u00a0",
+]  # fmt: skip
+triggers = st.lists(st.sampled_from(TRIGGER_TOKENS), max_size=14).map("".join)
+spaced_triggers = st.lists(st.sampled_from(TRIGGER_TOKENS), max_size=14).map(" ".join)
+any_text = st.text(max_size=80)
+portuguese_like_text = st.text(
+    alphabet=st.sampled_from(list("0123456789 .,;:/-%$ºªxhRSUDIVXLCMaeioucçãõáéíóúâêôABCÔÕ@&+=()")), max_size=60
+)
+texts = st.one_of(any_text, portuguese_like_text, triggers, spaced_triggers)
+
+
+@pytest.fixture(scope="module")
+def shipped_vocab() -> frozenset[str]:
+    if importlib.util.find_spec("f5_tts") is None:
+        pytest.skip("f5-tts is not installed: its vocab.txt is the reference vocabulary")
+    return load_vocab(importlib.resources.files("f5_tts").joinpath("infer/examples/vocab.txt"))
+
+
+@PROPERTY_SETTINGS
+@given(texts)
+def test_normalize_never_raises_and_leaves_no_ascii_digit(text: str) -> None:
+    assert ASCII_DIGIT.search(normalize(text)) is None
+
+
+@PROPERTY_SETTINGS
+@given(texts)
+def test_normalize_is_idempotent(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@PROPERTY_SETTINGS
+@given(texts)
+def test_normalize_is_deterministic_and_collapses_whitespace(text: str) -> None:
+    result = normalize(text)
+    assert result == normalize(text)
+    assert result == result.strip()
+    assert "  " not in result and "\n" not in result and "\t" not in result
+
+
+@PROPERTY_SETTINGS
+@given(text=texts)
+def test_fitted_text_uses_only_vocabulary_characters(shipped_vocab: frozenset[str], text: str) -> None:
+    fitted, removed = fit_to_vocab(normalize(text), shipped_vocab)
+    assert all(char in shipped_vocab for char in fitted)
+    assert removed == sorted(set(removed))
+    assert not any(char in shipped_vocab for char in removed)
