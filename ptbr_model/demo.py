@@ -43,7 +43,7 @@ DEMO_VOCOS_CONFIG: dict[str, Any] = {
     },
     "head": {
         "class_path": "vocos.heads.ISTFTHead",
-        "init_args": {"dim": 32, "n_fft": 1024, "hop_length": 256, "padding": "center"},
+        "init_args": {"dim": 32, "n_fft": 1024, "hop_length": 256, "padding": "same"},  # as vocos-mel-24khz
     },
 }
 

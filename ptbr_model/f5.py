@@ -1,8 +1,8 @@
 """The one adapter to f5-tts: every import of the f5_tts package lives in this module.
 
 Upstream quirks kept here so no other module sees them:
-- ``f5_tts.model`` pulls the training stack (Trainer → accelerate, wandb, datasets) on import; we import the
-  backbone and CFM modules lazily, inside functions, so importing ``ptbr_model`` stays cheap.
+- ``f5_tts.model`` pulls the training stack (Trainer → accelerate, wandb, datasets) on import; ``_model_classes``
+  loads the backbone and CFM modules without it, lazily, so importing ``ptbr_model`` stays cheap.
 - ``f5_tts.infer.utils_infer`` picks a device, sets environment variables and imports matplotlib and
   transformers at import time; only the parity test and the benchmark import it (``upstream_infer``).
 - Its vocab reader (``get_tokenizer``) cuts the last character of every line, so a vocab file without a final
@@ -12,6 +12,8 @@ Upstream quirks kept here so no other module sees them:
 from __future__ import annotations
 
 import importlib.metadata
+import sys
+import types
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -44,12 +46,30 @@ def read_vocab(path: str | Path) -> dict[str, int]:
     return vocab
 
 
-def build_cfm(arch: dict[str, Any], mel: dict[str, Any], vocab_char_map: dict[str, int] | None = None):
-    """Upstream's model object (CFM wrapping DiT) on the current default device; use ``torch.device('meta')``
-    as a context to build it without allocating weights."""
+def _model_classes():
+    """CFM and DiT without running ``f5_tts/model/__init__.py``: it imports the Trainer (wandb, accelerate,
+    datasets), which inference never uses and which costs about a second of every cold start. A bare package
+    module stands in for it; CFM and DiT are set on it so ``from f5_tts.model import CFM`` (utils_infer) works."""
+    if "f5_tts.model" not in sys.modules:
+        import f5_tts
+
+        package = types.ModuleType("f5_tts.model")
+        package.__path__ = [str(Path(next(iter(f5_tts.__path__))) / "model")]  # a namespace package: no __file__
+        package.__package__ = "f5_tts.model"
+        sys.modules["f5_tts.model"] = package
     from f5_tts.model.backbones.dit import DiT
     from f5_tts.model.cfm import CFM
 
+    package = sys.modules["f5_tts.model"]
+    if not hasattr(package, "CFM"):
+        package.CFM, package.DiT = CFM, DiT
+    return CFM, DiT
+
+
+def build_cfm(arch: dict[str, Any], mel: dict[str, Any], vocab_char_map: dict[str, int] | None = None):
+    """Upstream's model object (CFM wrapping DiT) on the current default device; use ``torch.device('meta')``
+    as a context to build it without allocating weights."""
+    CFM, DiT = _model_classes()
     transformer = DiT(**arch)
     return CFM(
         transformer=transformer,
@@ -75,3 +95,47 @@ def load_vocos(config_path: str | Path, weights_path: str | Path):
     state_dict = torch.load(str(weights_path), map_location="cpu", weights_only=True)
     vocoder.load_state_dict(state_dict, strict=True)
     return vocoder.eval()
+
+
+def to_model_text(texts: list[str]) -> list[list[str]]:
+    """Upstream's text → symbol-list conversion (``convert_char_to_pinyin``), reused as is so the engine feeds the
+    model exactly what upstream would: it maps ';' to ',' and curly quotes to straight ones, and inserts a space
+    between adjacent multi-character ASCII segments of its word splitter."""
+    _model_classes()
+    from f5_tts.model.utils import convert_char_to_pinyin
+
+    return convert_char_to_pinyin(texts)
+
+
+def upstream_infer_batch_process(*args: Any, **kwargs: Any):
+    """Upstream's whole-pipeline inference, for the parity test and the benchmark only. Importing
+    ``utils_infer`` has side effects (device detection, env vars, matplotlib), hence never on the serving path."""
+    _model_classes()
+    from f5_tts.infer import utils_infer
+
+    return utils_infer.infer_batch_process(*args, **kwargs)
+
+
+def upstream_module(name: str):
+    """An upstream module by dotted name under ``f5_tts`` (tests patch its globals, e.g. the thread pool)."""
+    import importlib
+
+    _model_classes()
+    return importlib.import_module(f"f5_tts.{name}")
+
+
+def text_to_ids(texts: list[list[str]], vocab_char_map: dict[str, int]):
+    """Upstream's symbol → index tensor (unknown symbols → 0, the space; batch padding −1)."""
+    _model_classes()
+    from f5_tts.model.utils import list_str_to_idx
+
+    return list_str_to_idx(texts, vocab_char_map)
+
+
+def flow_timesteps(steps: int, device, dtype):
+    """Upstream's ODE time grid: the empirically pruned schedule (EPSS) for the step counts it tabulates
+    (5, 6, 7, 10, 12, 16), else uniform — exactly what ``CFM.sample`` uses by default."""
+    _model_classes()
+    from f5_tts.model.utils import get_epss_timesteps
+
+    return get_epss_timesteps(steps, device=device, dtype=dtype)

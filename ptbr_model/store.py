@@ -77,10 +77,36 @@ class StoredModel:
         return self.path / "vocoder"
 
 
-def import_checkpoint(options: ImportOptions, progress: Callable[[str], None] | None = None) -> str:
-    """Validate everything first, then write the model; returns the tag (existing or new)."""
-    import bentoml
+@dataclass(frozen=True)
+class ValidatedImport:
+    """A checkpoint that passed every check, ready to be written; ``version`` identifies what was imported."""
 
+    options: ImportOptions
+    state: dict[str, torch.Tensor]
+    arch: Architecture
+    mel: dict[str, Any]
+    vocab_size: int
+    source_sha256: str
+    vocab_sha256: str
+    version: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "arch": {key: value for key, value in self.arch.as_kwargs().items() if value is not None},
+            "mel": self.mel,
+            "preset": self.options.preset,
+            "source_name": self.options.source_name,
+            "source_sha256": self.source_sha256,
+            "vocab_sha256": self.vocab_sha256,
+            "stored_dtype": self.options.store_dtype,
+            "vocab_size": self.vocab_size,
+            "demo": self.options.demo,
+            "f5_tts_version": f5.f5_tts_version(),
+        }
+
+
+def validate_import(options: ImportOptions, progress: Callable[[str], None] | None = None) -> ValidatedImport:
+    """Every check an import makes, before anything is written."""
     if options.store_dtype not in STORE_DTYPES:
         raise CheckpointError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, not {options.store_dtype!r}")
     require_file(options.checkpoint)
@@ -89,52 +115,60 @@ def import_checkpoint(options: ImportOptions, progress: Callable[[str], None] | 
     state, arch = load_validated(options.checkpoint, options.preset, mel)
     vocab_size = _validate_vocab(options.vocab, arch)
     _validate_vocoder(options.vocoder_dir, mel)
-
+    vocab_sha256 = sha256_file(options.vocab)
     fingerprint = {
         "source_sha256": source_sha256,
-        "vocab_sha256": sha256_file(options.vocab),
+        "vocab_sha256": vocab_sha256,
         "vocoder_sha256": [sha256_file(options.vocoder_dir / name) for name in VOCODER_FILES],
         "preset": options.preset,
         "store_dtype": options.store_dtype,
         "mel": mel,
     }
     version = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-    tag = bentoml.Tag(options.name, version)
+    return ValidatedImport(options, state, arch, mel, vocab_size, source_sha256, vocab_sha256, version)
+
+
+def write_model_dir(validated: ValidatedImport, target: Path) -> None:
+    """The canonical model folder (see the module docstring) into ``target``, which must exist."""
+    options = validated.options
+    _write_weights(validated.state, target / "model.safetensors", STORE_DTYPES[options.store_dtype])
+    shutil.copyfile(options.vocab, target / "vocab.txt")
+    (target / "vocoder").mkdir(exist_ok=True)
+    for name in VOCODER_FILES:
+        shutil.copyfile(options.vocoder_dir / name, target / "vocoder" / name)
+    config = {
+        "arch": validated.arch.as_kwargs(),
+        "mel": validated.mel,
+        "preset": options.preset,
+        "stored_dtype": options.store_dtype,
+        "vocab_size": validated.vocab_size,
+    }
+    (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (target / "metadata.json").write_text(json.dumps(validated.metadata(), indent=2) + "\n")
+
+
+def import_checkpoint(options: ImportOptions, progress: Callable[[str], None] | None = None) -> str:
+    """Validate everything first, then write the model into the BentoML store; returns the tag (existing or new)."""
+    import bentoml
+
+    validated = validate_import(options, progress)
+    tag = bentoml.Tag(options.name, validated.version)
     try:
         return str(bentoml.models.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
-
-    metadata = {
-        "arch": {key: value for key, value in arch.as_kwargs().items() if value is not None},
-        "mel": mel,
-        "preset": options.preset,
-        "source_name": options.source_name,
-        "source_sha256": source_sha256,
-        "vocab_sha256": fingerprint["vocab_sha256"],
-        "stored_dtype": options.store_dtype,
-        "vocab_size": vocab_size,
-        "demo": options.demo,
-        "f5_tts_version": f5.f5_tts_version(),
-    }
     if progress is not None:
         progress(f"writing {tag} ({options.store_dtype})")
-    with bentoml.models.create(tag, metadata=metadata, labels={"preset": options.preset}) as model:
-        target = Path(model.path)
-        _write_weights(state, target / "model.safetensors", STORE_DTYPES[options.store_dtype])
-        shutil.copyfile(options.vocab, target / "vocab.txt")
-        (target / "vocoder").mkdir()
-        for name in VOCODER_FILES:
-            shutil.copyfile(options.vocoder_dir / name, target / "vocoder" / name)
-        config = {
-            "arch": arch.as_kwargs(),
-            "mel": mel,
-            "preset": options.preset,
-            "stored_dtype": options.store_dtype,
-            "vocab_size": vocab_size,
-        }
-        (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    with bentoml.models.create(tag, metadata=validated.metadata(), labels={"preset": options.preset}) as model:
+        write_model_dir(validated, Path(model.path))
     return str(model.tag)
+
+
+def load_model_dir(path: Path, tag: str | None = None) -> StoredModel:
+    """A model folder written by ``write_model_dir``, without the BentoML store (benchmarks, GPU machines)."""
+    config = json.loads((path / "config.json").read_text())
+    metadata = json.loads((path / "metadata.json").read_text())
+    return StoredModel(tag=tag or f"dir:{path}", path=path, arch=config["arch"], mel=config["mel"], metadata=metadata)
 
 
 def load_stored(tag: str) -> StoredModel:

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the service (prometheus_client), in a registry of their own.
+
+BentoML serves its own registry on ``/metrics``; the service appends ``render()`` there through BentoML's
+``__metrics__`` hook, so one scrape shows both. A private registry keeps tests and several service instances in
+one process from colliding on metric names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.synthesis_latency = Histogram(
+            "ptbr_synthesis_latency_seconds", "Wall time of one synthesis, text in to waveform out",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.real_time_factor = Histogram(
+            "ptbr_synthesis_rtf", "Synthesis seconds per second of generated audio (lower is faster)",
+            buckets=RTF_BUCKETS, registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            "ptbr_generated_audio_seconds", "Seconds of audio generated", registry=self.registry
+        )
+        self.requests = Counter(
+            "ptbr_requests", "Synthesis requests by endpoint and outcome", ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.device_memory_allocated = Gauge(
+            "ptbr_device_memory_allocated_bytes", "Device memory held by tensors (CUDA only)", registry=self.registry
+        )
+        self.device_memory_peak = Gauge(
+            "ptbr_device_memory_peak_bytes", "Peak device memory of the last synthesis (CUDA only)",
+            registry=self.registry,
+        )
+        self.model_load_seconds = Gauge(
+            "ptbr_model_load_seconds", "Seconds to load and warm up the model", registry=self.registry
+        )
+        self.fp16_fallbacks = Counter(
+            "ptbr_fp16_fallbacks", "Loads that fell back to float32 because float16 output was not finite",
+            registry=self.registry,
+        )
+        self.model_ready = Gauge("ptbr_model_ready", "1 once the model is loaded and warmed up", registry=self.registry)
+
+    def observe_synthesis(self, elapsed_seconds: float, audio_seconds: float) -> None:
+        self.synthesis_latency.observe(elapsed_seconds)
+        self.audio_seconds.inc(audio_seconds)
+        if audio_seconds > 0:
+            self.real_time_factor.observe(elapsed_seconds / audio_seconds)
+
+    def observe_memory(self, stats: dict[str, int]) -> None:
+        if "allocated_bytes" in stats:
+            self.device_memory_allocated.set(stats["allocated_bytes"])
+        if "peak_bytes" in stats:
+            self.device_memory_peak.set(stats["peak_bytes"])
+
+    def render(self) -> str:
+        return generate_latest(self.registry).decode("utf-8")

@@ -1,0 +1,67 @@
+"""Every default and limit of the service, read from ``PTBR_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Speed presets: flow steps. NFE 7 and 16 use upstream's empirically pruned step schedule (EPSS), which
+# CFM.sample applies to those step counts by itself; NFE 32 is upstream's default uniform schedule.
+SPEED_PRESETS: dict[str, int] = {"quality": 32, "balanced": 16, "fast": 7}
+SpeedPreset = Literal["quality", "balanced", "fast"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PTBR_", extra="ignore")
+
+    # Model and device
+    model_tag: str = Field("f5tts-ptbr:latest", description="model store tag the service loads")
+    device: str = Field("auto", description="'auto' (first CUDA GPU, else CPU), 'cpu', 'cuda', 'cuda:1', …")
+    dtype: Literal["auto", "float16", "float32"] = Field(
+        "auto", description="'auto' = float16 on any CUDA GPU (Pascal included), float32 on CPU"
+    )
+    cuda_graphs: int = Field(
+        4, ge=0, le=64, description="CUDA graphs of the transformer step kept (one per utterance length); 0 = off"
+    )
+    warmup: bool = Field(True, description="run one short synthesis at load; checks FP16 output is finite")
+
+    # Synthesis defaults (NFE 16 on the seed's GPU; cfg, sway and cross-fade as upstream)
+    speed_preset: SpeedPreset = Field("balanced", description="default speed preset: quality (NFE 32), balanced (16), fast (7)")
+    nfe_step: int | None = Field(None, ge=1, le=64, description="default flow steps; overrides the preset when set")
+    cfg_strength: float = Field(2.0, ge=0.0, le=10.0)
+    sway_sampling_coef: float = Field(-1.0, ge=-1.0, le=1.0)
+    speed: float = Field(1.0, ge=0.3, le=3.0)
+    cross_fade_duration: float = Field(0.15, ge=0.0, le=1.0)
+    target_rms: float = Field(0.1, gt=0.0, le=1.0, description="reference loudness the model was trained at")
+
+    # Limits on what a client may send
+    max_text_chars: int = Field(2000, ge=1, description="longest text accepted by /synthesize")
+    max_reference_text_chars: int = Field(1000, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest reference upload (413 above)")
+    min_reference_seconds: float = Field(1.0, gt=0.0)
+    max_reference_seconds: float = Field(12.0, gt=1.0, description="longer references are clipped at a pause")
+    max_decoded_seconds: float = Field(120.0, gt=0.0, description="refuse uploads that decode to more audio")
+
+    # Serving
+    max_concurrency: int = Field(8, ge=1, description="requests in flight before BentoML answers 429")
+    traffic_timeout: float = Field(300.0, gt=0.0, description="seconds to the first byte of a response")
+    oom_retry_after_seconds: int = Field(5, ge=1)
+    log_format: Literal["text", "json"] = "text"
+
+
+def resolve_nfe_step(settings: Settings, nfe_step: int | None, preset: str | None) -> int:
+    """A request's explicit nfe_step, else its preset, else PTBR_NFE_STEP, else PTBR_SPEED_PRESET."""
+    if nfe_step is not None:
+        return nfe_step
+    if preset is not None:
+        return SPEED_PRESETS[preset]
+    return settings.nfe_step if settings.nfe_step is not None else SPEED_PRESETS[settings.speed_preset]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""HTTP-side helpers of service.py (starlette/BentoML); the model code stays in ptbr_model."""

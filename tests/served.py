@@ -1,0 +1,86 @@
+"""Start a real ``bentoml serve service:PtBrTTS`` on 127.0.0.1 for the served tests, and stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServedService:
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    readyz_statuses: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServedService:
+        bentoml_cli = Path(sys.executable).parent / "bentoml"
+        command = [str(bentoml_cli), "serve", "service:PtBrTTS", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env={**os.environ, **self.env}, stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def wait_listening(self, timeout: float = 120.0) -> None:
+        self._wait(lambda response: True, timeout, "/livez")
+
+    def wait_ready(self, timeout: float = 180.0) -> float:
+        """Seconds from process start until /readyz said 200; records every /readyz status seen on the way."""
+        self._wait(lambda response: response.status_code == 200, timeout, "/readyz")
+        return time.perf_counter() - self.started_at
+
+    def _wait(self, done, timeout: float, path: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                response = httpx.get(self.url + path, timeout=2.0)
+                if path == "/readyz":
+                    self.readyz_statuses.append(response.status_code)
+                if done(response):
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{path} not satisfied within {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
