@@ -20,6 +20,9 @@ from ptbr_model.settings import SpeedPreset, get_settings, resolve_nfe_step
 # The decorator needs limits and the model tag when the class is defined: read the settings once, here.
 SETTINGS = get_settings()
 LOAD_STATUS = LoadStatus()
+# A typical reference for /normalize without one: 6 s at about 16 UTF-8 bytes of transcript per second.
+TYPICAL_REFERENCE_SECONDS = 6.0
+TYPICAL_REFERENCE_BYTES = 96
 ResponseFormat = Literal["wav", "flac", "mp3", "opus", "pcm"]
 log = logging.getLogger("ptbr.requests")
 
@@ -121,6 +124,39 @@ class PtBrTTS:
         except Exception as exc:
             return self._reject("synthesize", self._error_for(exc))
         return self._audio_response(result, response_format, started, len(text))
+
+    @bentoml.api
+    async def normalize(
+        self,
+        text: Annotated[str, Field(description="Portuguese text")],
+        reference_text: Annotated[Optional[str], Field(description="transcript of the reference you will use")] = None,
+        reference_seconds: Annotated[Optional[float], Field(gt=0, le=60, description="its length in seconds")] = None,
+        speed: Annotated[Optional[float], Field(ge=0.3, le=3.0)] = None,
+        normalize_text: bool = True,
+    ) -> dict:
+        """Exactly what the model will read: the normalised text, the chunks it is synthesised in (sized by the
+        reference's speaking rate when reference_text and reference_seconds are given, else by a typical 6 s
+        reference) and the characters removed because the model's vocabulary lacks them."""
+        from ptbr_model.text import chunk_budget_bytes, chunk_text, fit_to_vocab, load_vocab
+        from ptbr_model.text import normalize as normalize_pt
+
+        if self.stored is None:
+            return error_response(503, "model", self.status.describe(), retry_after=5)
+        if not text.strip():
+            return error_response(400, "text", "must not be empty or blank")
+        if len(text) > self.settings.max_text_chars:
+            return error_response(400, "text", f"{len(text)} characters is over the "
+                                  f"{self.settings.max_text_chars}-character limit (PTBR_MAX_TEXT_CHARS)")
+        vocab = self.engine.vocab if self.engine is not None else load_vocab(self.stored.vocab_path)
+        spoken, removed = fit_to_vocab(normalize_pt(text) if normalize_text else text, vocab)
+        rate_speed = speed or self.settings.speed
+        if reference_text and reference_seconds:
+            reference, _ = fit_to_vocab(normalize_pt(reference_text) if normalize_text else reference_text, vocab)
+            budget = chunk_budget_bytes(reference, reference_seconds, rate_speed)
+        else:
+            budget = chunk_budget_bytes("x" * TYPICAL_REFERENCE_BYTES, TYPICAL_REFERENCE_SECONDS, rate_speed)
+        return {"text": spoken, "chunks": chunk_text(spoken, budget), "removed_characters": removed,
+                "chunk_budget_bytes": budget}
 
     @bentoml.api
     async def model_info(self) -> dict:

@@ -293,3 +293,30 @@ def test_speed_presets_choose_the_flow_steps(service, reference_file):
     assert fast == run(nfe_step="7")
     assert fast != run(speed_preset="balanced")
     assert run(speed_preset="quality", nfe_step="7") == fast  # an explicit nfe_step wins
+
+
+def test_normalize_shows_what_the_model_reads(service):
+    response = httpx.post(f"{service.url}/normalize", json={"text": "Às 14h30 paguei R$ 10,50 😀 ao Sr. Silva."},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] == "Às catorze horas e trinta minutos paguei dez reais e cinquenta centavos ao Senhor Silva."
+    assert body["removed_characters"] == ["😀"]
+    assert body["chunks"] == [body["text"]]
+    assert body["chunk_budget_bytes"] == 256
+
+
+def test_normalize_chunks_by_the_reference_speaking_rate(service):
+    text = " ".join(f"Esta é a frase número {n}, que vem logo depois da anterior." for n in range(1, 9))
+    short_ref = httpx.post(f"{service.url}/normalize", json={"text": text, "reference_text": "Olá, tudo bem.",
+                                                              "reference_seconds": 4.0}, timeout=10).json()
+    long_ref = httpx.post(f"{service.url}/normalize", json={"text": text}, timeout=10).json()
+    assert len(short_ref["chunks"]) > len(long_ref["chunks"]) > 1
+    assert " ".join(long_ref["chunks"]) == long_ref["text"]
+    assert not any(ch.isdigit() for ch in long_ref["text"])
+
+
+def test_normalize_rejects_blank_text(service):
+    response = httpx.post(f"{service.url}/normalize", json={"text": "  "}, timeout=10)
+    assert response.status_code == 400
+    assert "text" in response.json()["error"]
