@@ -7,6 +7,16 @@ endings, and the endings themselves. Unknown words default to masculine, the gen
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CountedNoun:
+    """A noun read after a number (a currency, a unit): its two forms and the gender the number takes."""
+
+    singular: str
+    plural: str
+    feminine: bool = False
 
 FEMININE_WORDS = frozenset(
     """

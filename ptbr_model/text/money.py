@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .number_words import MASCULINE_SCALE_WORDS, cardinal, is_exactly_one, number_words, split_number
+from .gender import CountedNoun
 from .spacing import spaced
 
 
-@dataclass(frozen=True)
-class Currency:
-    singular: str
-    plural: str
-    feminine: bool = False
-
+Currency = CountedNoun  # one shape for every counted noun (see units.Unit)
 
 REAL = Currency("real", "reais")
 DOLLAR = Currency("dólar", "dólares")

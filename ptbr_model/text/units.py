@@ -6,18 +6,13 @@ Singular only for exactly one ("1 km", "1,0 kg"); "1,5 km" is plural as most Bra
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from .gender import CountedNoun
 from .number_words import is_exactly_one, number_words
 from .spacing import spaced
 
 
-@dataclass(frozen=True)
-class Unit:
-    singular: str
-    plural: str
-    feminine: bool = False
-
+Unit = CountedNoun  # one shape for every counted noun (see money.Currency)
 
 _CELSIUS = Unit("grau Celsius", "graus Celsius")
 _LITRE = Unit("litro", "litros")
