@@ -138,6 +138,7 @@ class Synthesizer:
     target_rms: float = 0.1
     load_seconds: float = 0.0
     load_peak_bytes: int | None = None
+    resident_bytes: int = 0  # device memory held once loaded (weights and vocoder); 0 on the CPU
     step_graphs: StepGraphCache | None = None  # CUDA graphs of the transformer step (CUDA only)
     _hop_length: int = field(init=False)
     _sample_rate: int = field(init=False)
@@ -176,6 +177,7 @@ class Synthesizer:
         vocoder = f5.load_vocos(stored.vocoder_dir / "config.yaml", stored.vocoder_dir / "pytorch_model.bin")
         vocoder = vocoder.to(target).eval()  # the vocoder stays float32, as upstream
         peak = torch.cuda.max_memory_allocated(target) if target.type == "cuda" else None
+        resident = torch.cuda.memory_allocated(target) if target.type == "cuda" else 0
         return cls(
             model=model,
             vocoder=vocoder,
@@ -186,6 +188,7 @@ class Synthesizer:
             target_rms=target_rms,
             load_seconds=time.perf_counter() - started,
             load_peak_bytes=peak,
+            resident_bytes=resident,
             step_graphs=StepGraphCache(cuda_graphs) if (target.type == "cuda" and cuda_graphs > 0) else None,
         )
 
