@@ -119,7 +119,7 @@ class PtBrTTS:
         )
         try:
             result = await anyio.to_thread.run_sync(
-                self._synthesize_blocking, text, reference_audio.read_bytes(), reference_text, options
+                self._synthesize_blocking, text, reference_audio, reference_text, options
             )
         except Exception as exc:
             return self._reject("synthesize", self._error_for(exc))
@@ -215,11 +215,12 @@ class PtBrTTS:
                 return error_response(400, field, f"{len(value)} characters is over the {limit}-character limit ({setting})")
         return None
 
-    def _synthesize_blocking(self, text: str, audio_bytes: bytes, reference_text: str, options):
+    def _synthesize_blocking(self, text: str, reference_audio: Path, reference_text: str, options):
         from ptbr_model.audio import SAMPLE_RATE, decode_audio, prepare_reference, validate_reference
 
         limits = self.settings
-        samples, rate = decode_audio(audio_bytes, max_decoded_seconds=limits.max_decoded_seconds)
+        # Runs in a worker thread: reading and decoding the upload never blocks the event loop.
+        samples, rate = decode_audio(reference_audio.read_bytes(), max_decoded_seconds=limits.max_decoded_seconds)
         validate_reference(samples, rate, min_seconds=limits.min_reference_seconds)
         wave = prepare_reference(samples, rate, max_seconds=limits.max_reference_seconds)
         # Trimming silent edges can leave less than the minimum: check the prepared reference again.

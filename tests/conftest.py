@@ -4,6 +4,7 @@ and each run starts from an empty store."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,12 +16,21 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+_OWN_BENTOML_HOME: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Before anything imports bentoml: its container reads BENTOML_HOME once.
     if "PTBR_TEST_KEEP_BENTOML_HOME" not in os.environ:
         os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ptbr-test-bentoml-")
+        _OWN_BENTOML_HOME.append(os.environ["BENTOML_HOME"])
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of waiting on the network
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for home in _OWN_BENTOML_HOME:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
