@@ -65,6 +65,7 @@ class PtBrTTS:
                 target_rms=self.settings.target_rms,
                 warmup=self.settings.warmup,
                 cuda_graphs=self.settings.cuda_graphs,
+                compile_blocks=self.settings.compile,
                 on_fp16_fallback=self.metrics.fp16_fallbacks.inc,
             )
         except Exception as exc:  # any failure must surface on /readyz, not kill the worker silently

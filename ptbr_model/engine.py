@@ -155,8 +155,9 @@ class Synthesizer:
 
     @classmethod
     def load(cls, stored: StoredModel, device: str = "auto", dtype: str = "auto", target_rms: float = 0.1,
-             cuda_graphs: int = 4) -> Synthesizer:
-        """``cuda_graphs``: how many step graphs (one per utterance length) to keep; 0 runs every step eagerly."""
+             cuda_graphs: int = 4, compile_blocks: bool = False) -> Synthesizer:
+        """``cuda_graphs``: how many step graphs (one per utterance length) to keep; 0 runs every step eagerly.
+        ``compile_blocks``: torch.compile the DiT blocks (fused kernels) on CUDA GPUs that Triton supports."""
         started = time.perf_counter()
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
@@ -174,6 +175,8 @@ class Synthesizer:
         if missing or unexpected:
             raise RuntimeError(f"stored weights of {stored.tag} do not match its config: {missing[:3]} {unexpected[:3]}")
         model = model.to(torch_dtype).to(target).eval()
+        if compile_blocks:
+            compile_dit_blocks(model.transformer, target)
         vocoder = f5.load_vocos(stored.vocoder_dir / "config.yaml", stored.vocoder_dir / "pytorch_model.bin")
         vocoder = vocoder.to(target).eval()  # the vocoder stays float32, as upstream
         peak = torch.cuda.max_memory_allocated(target) if target.type == "cuda" else None
@@ -297,6 +300,25 @@ class Synthesizer:
         }
 
 
+def compile_dit_blocks(transformer: torch.nn.Module, device: torch.device) -> bool:
+    """Replace each DiT block by its torch.compile'd version (dynamic shapes: one compilation serves every
+    utterance length). Only the blocks: the DiT itself keeps its text-embedding cache, which a compiled wrapper
+    would bypass. Triton needs compute capability 7.0+, so Pascal cards keep eager blocks."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (7, 0):
+        return False
+    blocks = transformer.transformer_blocks
+    for index, block in enumerate(blocks):
+        blocks[index] = torch.compile(block, dynamic=True)
+    return True
+
+
+def plain_dit_blocks(transformer: torch.nn.Module) -> None:
+    """Undo ``compile_dit_blocks``: put the original modules back."""
+    blocks = transformer.transformer_blocks
+    for index, block in enumerate(blocks):
+        blocks[index] = getattr(block, "_orig_mod", block)
+
+
 def load_checked(
     stored: StoredModel,
     device: str = "auto",
@@ -305,11 +327,22 @@ def load_checked(
     target_rms: float = 0.1,
     warmup: bool = True,
     cuda_graphs: int = 4,
+    compile_blocks: bool = False,
     on_fp16_fallback: Callable[[], None] | None = None,
 ) -> Synthesizer:
     """Load, warm up, and fall back to float32 when float16 output is not finite."""
-    synthesizer = Synthesizer.load(stored, device, dtype, target_rms, cuda_graphs)
-    if not warmup or synthesizer.warm_up():
+    synthesizer = Synthesizer.load(stored, device, dtype, target_rms, cuda_graphs, compile_blocks)
+    if not warmup:
+        return synthesizer
+    try:
+        finite = synthesizer.warm_up()  # compiles, when asked: the first call is where Triton can fail
+    except Exception:
+        if not compile_blocks:
+            raise
+        log.warning("torch.compile of the DiT blocks failed (no C compiler?); serving with eager blocks", exc_info=True)
+        plain_dit_blocks(synthesizer.model.transformer)
+        finite = synthesizer.warm_up()
+    if finite:
         return synthesizer
     if synthesizer.dtype != torch.float16:
         raise RuntimeError(f"warm-up produced non-finite audio in {synthesizer.dtype}: the model weights are broken")
@@ -319,7 +352,7 @@ def load_checked(
     del synthesizer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    synthesizer = Synthesizer.load(stored, device, "float32", target_rms, cuda_graphs)
+    synthesizer = Synthesizer.load(stored, device, "float32", target_rms, cuda_graphs, compile_blocks)
     if not synthesizer.warm_up():
         raise RuntimeError("warm-up produced non-finite audio in float32 too: the model weights are broken")
     return synthesizer

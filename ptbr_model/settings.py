@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     cuda_graphs: int = Field(
         4, ge=0, le=64, description="CUDA graphs of the transformer step kept (one per utterance length); 0 = off"
     )
+    compile: bool = Field(
+        False, description="torch.compile the DiT blocks on CUDA GPUs of compute capability 7.0+ (needs a C compiler; "
+        "about 30 s more at load)"
+    )
     warmup: bool = Field(True, description="run one short synthesis at load; checks FP16 output is finite")
 
     # Synthesis defaults (NFE 16 on the seed's GPU; cfg, sway and cross-fade as upstream)

@@ -64,6 +64,7 @@ from ptbr_model.engine import (  # noqa: E402
     SynthesisOptions,
     SynthesisResult,
     Synthesizer,
+    plain_dit_blocks,
     resolve_device,
 )
 
@@ -144,11 +145,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     speed.add_argument("--cuda-graphs", type=int, default=4, metavar="N",
                        help="step graphs kept per model (0: eager steps only); on CUDA each case is also timed "
                             "eagerly and the two outputs compared")
+    speed.add_argument("--compile", action="store_true",
+                       help="torch.compile the DiT blocks (CUDA, compute capability 7.0+); compares with eager steps")
     speed.add_argument("--cudnn-benchmark", action="store_true",
                        help="let cuDNN autotune its convolutions (the grouped conv of the position embedding)")
     parser.add_argument("--memory-fraction", type=float, metavar="F",
                         help="cap this process's CUDA memory to F of the card (4 GB card: 3.0 GiB / total)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON lines to this file")
+    parser.add_argument("--save-waves", type=Path, metavar="DIR",
+                        help="save each case's output (seeded) as .npy, to compare two runs, e.g. with/without --compile")
     args = parser.parse_args(argv)
     _check_args(parser, args)
     return args
@@ -443,6 +448,10 @@ def upstream_runner(synthesizer: Synthesizer, raw_wave: np.ndarray, reference: R
     audio = torch.from_numpy(np.ascontiguousarray(raw_wave, dtype=np.float32)).unsqueeze(0)
 
     def run() -> np.ndarray:
+        with uncompiled_blocks(synthesizer.model.transformer):  # upstream as shipped: no fused kernels of ours
+            return _run_upstream()
+
+    def _run_upstream() -> np.ndarray:
         wave, _, _ = next(f5.upstream_infer_batch_process(
             (audio, synthesizer.sample_rate), reference.text[:-1], chunks, synthesizer.model, synthesizer.vocoder,
             mel_spec_type=synthesizer.stored.mel["mel_spec_type"], progress=None, target_rms=synthesizer.target_rms,
@@ -453,6 +462,19 @@ def upstream_runner(synthesizer: Synthesizer, raw_wave: np.ndarray, reference: R
         return np.asarray(wave, dtype=np.float32)
 
     return run
+
+
+@contextlib.contextmanager
+def uncompiled_blocks(transformer: torch.nn.Module) -> Iterator[None]:
+    """Swap torch.compile'd DiT blocks (engine.compile_dit_blocks) back to the plain modules for a while."""
+    blocks = transformer.transformer_blocks
+    compiled = list(blocks)
+    plain_dit_blocks(transformer)
+    try:
+        yield
+    finally:
+        for index, block in enumerate(compiled):
+            blocks[index] = block
 
 
 # --- records ---------------------------------------------------------------------------------------------------
@@ -597,7 +619,8 @@ def run_grid(bench: Bench, dtypes: list[str]) -> list[dict[str, Any]]:
     total = len(dtypes) * len(workloads) * len(args.nfe)
     for dtype in dtypes:
         progress(f"loading {bench.stored.tag} on {bench.device} in {dtype}")
-        synthesizer = Synthesizer.load(bench.stored, str(bench.device), dtype, cuda_graphs=args.cuda_graphs)
+        synthesizer = Synthesizer.load(bench.stored, str(bench.device), dtype, cuda_graphs=args.cuda_graphs,
+                                       compile_blocks=args.compile)
         reference = synthesizer.make_reference(raw_wave, transcript)
         for workload, nfe_step in _cases(workloads, args.nfe):
             progress(f"[{len(records) + 1}/{total}] {workload.name} nfe={nfe_step} {dtype}")
@@ -632,11 +655,12 @@ def run_case(bench: Bench, synthesizer: Synthesizer, workload: Workload, nfe_ste
     measure([side for side in (ours, eager, theirs) if side], synthesizer.device, bench.args.repeats,
             synthesizer.sample_rate)
     record = case_record(workload, options, synthesizer, count, ours, theirs, bench.env, bench.args.repeats)
-    record.update(output_checks(synthesizer, ours, eager))
+    record.update(output_checks(synthesizer, ours, eager, bench.args.save_waves, f"{workload.name}-{nfe_step}"))
     return record
 
 
-def output_checks(synthesizer: Synthesizer, ours: Timing, eager: Timing | None) -> dict[str, Any]:
+def output_checks(synthesizer: Synthesizer, ours: Timing, eager: Timing | None, save_dir: Path | None,
+                  case_name: str) -> dict[str, Any]:
     """Weights' dtype, finite output, and (with graphs) eager timing and the largest graph-vs-eager difference."""
     checks: dict[str, Any] = {
         "weights_dtype": str(next(synthesizer.model.parameters()).dtype).removeprefix("torch."),
@@ -645,6 +669,9 @@ def output_checks(synthesizer: Synthesizer, ours: Timing, eager: Timing | None) 
     if ours.error is None:
         wave = ours.run()
         checks["output_finite"] = bool(np.isfinite(wave).all())
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            np.save(save_dir / f"{case_name}-{str(synthesizer.dtype).removeprefix('torch.')}.npy", wave)
         if eager is not None and eager.error is None:
             reference_wave = eager.run()
             checks["graph_vs_eager_max_abs"] = float(np.max(np.abs(wave - reference_wave))) if len(wave) == len(

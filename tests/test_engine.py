@@ -177,3 +177,37 @@ def test_float16_model_runs_on_cpu_and_is_finite(stored, reference_wave):
     reference = half.make_reference(reference_wave, TRANSCRIPT)
     result = half.synthesize("Teste em meia precisão.", reference, SynthesisOptions(nfe_step=2, seed=3))
     assert np.isfinite(result.wave).all()
+
+
+def test_block_compilation_is_skipped_off_cuda_and_undoable(stored):
+    """torch.compile needs Triton on a CUDA GPU of compute capability 7.0+; elsewhere blocks stay as they are."""
+    from ptbr_model.engine import compile_dit_blocks, plain_dit_blocks
+
+    synthesizer = Synthesizer.load(stored, device="cpu", dtype="float32", compile_blocks=True)
+    blocks = list(synthesizer.model.transformer.transformer_blocks)
+    assert not compile_dit_blocks(synthesizer.model.transformer, torch.device("cpu"))
+    assert list(synthesizer.model.transformer.transformer_blocks) == blocks
+    wrapped = torch.compile(blocks[0], dynamic=True)  # wrapping alone compiles nothing
+    synthesizer.model.transformer.transformer_blocks[0] = wrapped
+    plain_dit_blocks(synthesizer.model.transformer)
+    assert synthesizer.model.transformer.transformer_blocks[0] is blocks[0]
+
+
+def test_a_failing_compiled_warm_up_falls_back_to_plain_blocks(stored, monkeypatch):
+    """Triton failing on a GPU (no C compiler in the image) cannot happen here: the first warm-up raises as it would."""
+    calls = {"n": 0}
+    original = Synthesizer.warm_up
+
+    def fails_first(self, nfe_step=4):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("triton: failed to find a C compiler")
+        return original(self, nfe_step)
+
+    monkeypatch.setattr(Synthesizer, "warm_up", fails_first)
+    synthesizer = load_checked(stored, "cpu", "float32", compile_blocks=True)
+    assert calls["n"] == 2
+    assert not any(hasattr(block, "_orig_mod") for block in synthesizer.model.transformer.transformer_blocks)
+    with pytest.raises(RuntimeError, match="C compiler"):
+        calls["n"] = 0
+        load_checked(stored, "cpu", "float32", compile_blocks=False)
