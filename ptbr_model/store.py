@@ -14,6 +14,7 @@ existing model instead of creating a copy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -153,10 +154,8 @@ def import_checkpoint(options: ImportOptions, progress: Callable[[str], None] | 
 
     validated = validate_import(options, progress)
     tag = bentoml.Tag(options.name, validated.version)
-    try:
-        return str(bentoml.models.get(tag).tag)
-    except bentoml.exceptions.NotFound:
-        pass
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        return str(bentoml.models.get(tag).tag)  # the same import was done before: nothing to write
     if progress is not None:
         progress(f"writing {tag} ({options.store_dtype})")
     with bentoml.models.create(tag, metadata=validated.metadata(), labels={"preset": options.preset}) as model:
