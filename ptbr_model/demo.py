@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from ptbr_model import f5
+from ptbr_model.text import vocab_indices
 
 DEMO_SEED = 0
 # Small enough to import in seconds and synthesise on 2 CPU cores; every structural feature of the real model
@@ -52,7 +53,7 @@ def write_demo_files(directory: Path, vocab_path: Path | None = None) -> tuple[P
     """Write ``demo_model.safetensors`` and a ``vocoder/`` folder; returns (checkpoint, vocoder_dir)."""
     from safetensors.torch import save_file
 
-    vocab = f5.read_vocab(vocab_path or f5.shipped_vocab_path())
+    vocab = vocab_indices(vocab_path or f5.shipped_vocab_path())
     torch.manual_seed(DEMO_SEED)
     model = f5.build_cfm({**DEMO_ARCH, "text_num_embeds": len(vocab)}, f5.MEL_DEFAULTS)
     # Upstream zero-initialises the output projections (a trained model never has them at zero); with zeros the

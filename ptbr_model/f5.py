@@ -5,8 +5,8 @@ Upstream quirks kept here so no other module sees them:
   loads the backbone and CFM modules without it, lazily, so importing ``ptbr_model`` stays cheap.
 - ``f5_tts.infer.utils_infer`` picks a device, sets environment variables and imports matplotlib and
   transformers at import time; only the parity test and the benchmark import it (``upstream_infer``).
-- Its vocab reader (``get_tokenizer``) cuts the last character of every line, so a vocab file without a final
-  newline loses a symbol; ``read_vocab`` reproduces that exactly so indices match the checkpoint.
+- Its vocab reader (``get_tokenizer``) cuts the last character of every line; ``ptbr_model.text.vocab_indices``
+  reproduces that exactly so indices match the checkpoint.
 """
 
 from __future__ import annotations
@@ -35,15 +35,6 @@ def f5_tts_version() -> str:
 def shipped_vocab_path() -> Path:
     """The vocab.txt that f5-tts ships (2545 symbols): the base models and the pt-BR fine-tune use it."""
     return Path(str(files("f5_tts").joinpath("infer/examples/vocab.txt")))
-
-
-def read_vocab(path: str | Path) -> dict[str, int]:
-    """Symbol → index exactly as upstream's ``get_tokenizer(path, "custom")`` builds it."""
-    vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
-            vocab[line[:-1]] = index
-    return vocab
 
 
 def _model_classes():

@@ -34,6 +34,7 @@ from ptbr_model.checkpoint import (
     require_file,
     sha256_file,
 )
+from ptbr_model.text import vocab_indices
 
 MODEL_NAME = "f5tts-ptbr"
 STORE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -237,7 +238,7 @@ def _validate_vocab(path: Path, arch: Architecture) -> int:
     if not path.is_file():
         raise CheckpointError(f"vocab file not found: {path}")
     try:
-        vocab = f5.read_vocab(path)
+        vocab = vocab_indices(path)
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"vocab file {path.name} is not UTF-8 text") from exc
     size = len(vocab)  # upstream sizes the embedding by distinct symbols (len of its char map)

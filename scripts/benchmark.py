@@ -47,6 +47,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from ptbr_model import f5, store  # noqa: E402
+from ptbr_model.text import vocab_indices  # noqa: E402
 from ptbr_model.bench_workloads import (  # noqa: E402
     DEFAULT_REFERENCE_SECONDS,
     DEFAULT_WORKLOADS,
@@ -238,7 +239,7 @@ def write_random_checkpoint(directory: Path, arch: dict[str, Any], vocab_path: P
     from safetensors.torch import save_file
 
     torch.manual_seed(RANDOM_SEED)
-    model = f5.build_cfm({**arch, "text_num_embeds": len(f5.read_vocab(vocab_path))}, f5.MEL_DEFAULTS)
+    model = f5.build_cfm({**arch, "text_num_embeds": len(vocab_indices(vocab_path))}, f5.MEL_DEFAULTS)
     # As demo.py: upstream zero-initialises the output projections; a trained model never has them at zero.
     with torch.no_grad():
         for parameter in model.parameters():
@@ -355,7 +356,7 @@ class FlopProbe:
 
     @classmethod
     def build(cls, stored: store.StoredModel) -> FlopProbe:
-        vocab = f5.read_vocab(stored.vocab_path)
+        vocab = vocab_indices(stored.vocab_path)
         with torch.device("meta"):  # a shell: the DiT built here is replaced at once
             model = f5.build_cfm(stored.arch, stored.mel, vocab_char_map=vocab)
         recorder = ShapeRecorder()

@@ -36,3 +36,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shipped_vocab() -> frozenset[str]:
+    """The vocabulary f5-tts ships (2545 symbols): the one the base models and the pt-BR fine-tune use."""
+    from ptbr_model import f5
+    from ptbr_model.text import load_vocab
+
+    return load_vocab(f5.shipped_vocab_path())

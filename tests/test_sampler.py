@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ptbr_model import f5
+from ptbr_model.text import vocab_indices
 from ptbr_model.demo import DEMO_ARCH
 from ptbr_model.sampler import sample_mel
 
@@ -13,7 +14,7 @@ from ptbr_model.sampler import sample_mel
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    vocab = f5.read_vocab(f5.shipped_vocab_path())
+    vocab = vocab_indices(f5.shipped_vocab_path())
     cfm = f5.build_cfm({**DEMO_ARCH, "text_num_embeds": len(vocab)}, f5.MEL_DEFAULTS, vocab_char_map=vocab)
     with torch.no_grad():
         for parameter in cfm.parameters():

@@ -1,15 +1,13 @@
 """Properties of the normaliser over generated text: never raises, no digit left, idempotent,
 and after fit_to_vocab only vocabulary characters remain."""
 
-import importlib.resources
-import importlib.util
 import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptbr_model.text import fit_to_vocab, load_vocab, normalize
+from ptbr_model.text import fit_to_vocab, normalize
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ASCII_DIGIT = re.compile("[0-9]")
@@ -34,12 +32,6 @@ portuguese_like_text = st.text(
 )
 texts = st.one_of(any_text, portuguese_like_text, triggers, spaced_triggers)
 
-
-@pytest.fixture(scope="module")
-def shipped_vocab() -> frozenset[str]:
-    if importlib.util.find_spec("f5_tts") is None:
-        pytest.skip("f5-tts is not installed: its vocab.txt is the reference vocabulary")
-    return load_vocab(importlib.resources.files("f5_tts").joinpath("infer/examples/vocab.txt"))
 
 
 @PROPERTY_SETTINGS

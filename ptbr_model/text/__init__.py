@@ -6,7 +6,7 @@ Pure Python (num2words + unicodedata); importing it loads neither torch nor f5-t
 from .chunking import chunk_budget_bytes, chunk_text
 from .normalizer import normalize
 from .prepare import PreparedText, prepare_text
-from .vocab import fit_to_vocab, load_vocab
+from .vocab import fit_to_vocab, load_vocab, vocab_indices
 
 __all__ = [
     "PreparedText",
@@ -16,4 +16,5 @@ __all__ = [
     "load_vocab",
     "normalize",
     "prepare_text",
+    "vocab_indices",
 ]

@@ -24,18 +24,20 @@ _SPACES = re.compile(r" {2,}")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[.,;:!?])")
 
 
-def load_vocab(path: str | os.PathLike[str]) -> frozenset[str]:
-    """Read vocab.txt as f5-tts does: one symbol per line, only the trailing newline stripped.
-
-    The line holding a single space is a symbol (the space) and is kept.
-    """
-    symbols = set()
+def vocab_indices(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Symbol → index exactly as f5-tts's ``get_tokenizer(path, "custom")`` builds it: the last character of
+    every line is cut (the newline), so a file without a final newline loses its last symbol's last character,
+    and a repeated symbol keeps its last index. The model's text embedding is indexed by this map."""
+    indices: dict[str, int] = {}
     with open(path, encoding="utf-8") as vocab_file:
-        for line in vocab_file:
-            symbol = line[:-1] if line.endswith("\n") else line
-            if symbol:
-                symbols.add(symbol)
-    return frozenset(symbols)
+        for index, line in enumerate(vocab_file):
+            indices[line[:-1]] = index
+    return indices
+
+
+def load_vocab(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The symbols the model can read (the space line included), as the model's own map has them."""
+    return frozenset(symbol for symbol in vocab_indices(path) if symbol)
 
 
 def _strip_marks(char: str) -> str:
