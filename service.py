@@ -237,9 +237,9 @@ class PtBrTTS:
         from ptbr_model.engine import DeviceOutOfMemory, NothingToSay
 
         if isinstance(exc, AudioError):
-            return error_response(400, exc.field, str(exc))
+            return error_response(400, exc.field, exc.problem)
         if isinstance(exc, NothingToSay):
-            return error_response(400, "text", str(exc))
+            return error_response(400, exc.field, str(exc))
         if isinstance(exc, DeviceOutOfMemory):
             return error_response(
                 503, "device", f"out of device memory, try again shortly or send shorter text ({exc})",

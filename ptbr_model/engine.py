@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ptbr_model import f5
-from ptbr_model.sampler import StepGraphCache, sample_mel
+from ptbr_model.sampler import StepGraphCache, reference_mel, sample_mel
 from ptbr_model.store import StoredModel, read_stored_weights
-from ptbr_model.text import fit_to_vocab, normalize, prepare_text
+from ptbr_model.text import fit_to_vocab, normalize, prepare_text, vocab_indices
 
 log = logging.getLogger("ptbr.engine")
 
@@ -37,7 +37,11 @@ WARMUP_REFERENCE_TEXT = "Isto é um teste de aquecimento."
 
 
 class NothingToSay(ValueError):
-    """After normalisation and vocabulary filtering the text holds nothing the model can read."""
+    """After normalisation and vocabulary filtering a text holds nothing the model can read."""
+
+    def __init__(self, field: str, removed: str) -> None:
+        super().__init__(f"nothing left to read after removing characters the model cannot read ({removed!r})")
+        self.field = field
 
 
 class DeviceOutOfMemory(RuntimeError):
@@ -163,7 +167,7 @@ class Synthesizer:
         torch_dtype = resolve_dtype(dtype, target)
         if target.type == "cuda":
             torch.cuda.reset_peak_memory_stats(target)
-        vocab_map = f5.read_vocab(stored.vocab_path)
+        vocab_map = vocab_indices(stored.vocab_path)
         # Build and load on the CPU, cast, then move: loading straight onto the GPU holds the fp32 copy and the
         # model there at once (twice the weights at peak).
         model = f5.build_cfm(stored.arch, stored.mel, vocab_char_map=vocab_map)
@@ -200,7 +204,9 @@ class Synthesizer:
     def make_reference(self, wave_24k: np.ndarray, transcript: str, *, normalize_text: bool = True) -> Reference:
         """``wave_24k``: mono float32 at the model's rate (ptbr_model.audio.prepare_reference's output)."""
         text = normalize(transcript) if normalize_text else transcript
-        text, _ = fit_to_vocab(text, self.vocab)
+        text, removed = fit_to_vocab(text, self.vocab)
+        if not text.strip():  # the duration rule divides by the transcript's length: it must say something
+            raise NothingToSay("reference_text", "".join(removed))
         wave = torch.from_numpy(np.ascontiguousarray(wave_24k, dtype=np.float32)).unsqueeze(0)
         rms = float(torch.sqrt(torch.mean(torch.square(wave))))
         if rms < self.target_rms:
@@ -221,7 +227,7 @@ class Synthesizer:
         )
         if not prepared.chunks:
             removed = "".join(prepared.removed)
-            raise NothingToSay(f"nothing left to speak after removing characters the model cannot read ({removed!r})")
+            raise NothingToSay("text", removed)
         seed = draw_seed() if options.seed is None else options.seed
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -243,10 +249,16 @@ class Synthesizer:
         self, reference: Reference, chunks: list[str], options: SynthesisOptions, seed: int
     ) -> Iterator[np.ndarray]:
         """One waveform per chunk, sequentially; chunk i is seeded with seed + i so each is reproducible alone."""
+        # The reference is the same for every chunk: move it and compute its mel once (upstream does both per chunk).
+        wave = reference.wave.to(self.device)
+        with torch.inference_mode():
+            mel = self._guard_memory(lambda: reference_mel(self.model, wave))
         for index, chunk in enumerate(chunks):
-            yield self._guard_memory(lambda: self._synthesize_chunk(reference, chunk, options, (seed + index) % (MAX_SEED + 1)))
+            chunk_seed = (seed + index) % (MAX_SEED + 1)
+            yield self._guard_memory(lambda: self._synthesize_chunk(reference, wave, mel, chunk, options, chunk_seed))
 
-    def _synthesize_chunk(self, reference: Reference, chunk: str, options: SynthesisOptions, seed: int) -> np.ndarray:
+    def _synthesize_chunk(self, reference: Reference, wave: torch.Tensor, mel: torch.Tensor, chunk: str,
+                          options: SynthesisOptions, seed: int) -> np.ndarray:
         hop = self._hop_length
         ref_frames = reference.wave.shape[-1] // hop
         ref_text_bytes = len(reference.text.encode("utf-8"))
@@ -254,9 +266,9 @@ class Synthesizer:
         speed = SHORT_CHUNK_SPEED if chunk_bytes < SHORT_CHUNK_BYTES else options.speed
         duration = ref_frames + int(ref_frames / ref_text_bytes * chunk_bytes / speed)
         with torch.inference_mode():
-            mel = sample_mel(
+            generated = sample_mel(
                 self.model,
-                reference.wave.to(self.device),
+                wave,
                 f5.to_model_text([reference.text + chunk]),
                 duration,
                 steps=options.nfe_step,
@@ -264,12 +276,13 @@ class Synthesizer:
                 sway_sampling_coef=options.sway_sampling_coef,
                 seed=seed,
                 graphs=self.step_graphs,
+                cond_mel=mel,
             )
-            mel = mel.to(torch.float32)[:, ref_frames:, :].permute(0, 2, 1)
-            wave = self.vocoder.decode(mel)
+            generated = generated.to(torch.float32)[:, ref_frames:, :].permute(0, 2, 1)
+            audio = self.vocoder.decode(generated)
             if reference.rms < self.target_rms:
-                wave = wave * reference.rms / self.target_rms
-            return wave.squeeze().cpu().numpy().astype(np.float32, copy=False)
+                audio = audio * reference.rms / self.target_rms
+            return audio.squeeze().cpu().numpy().astype(np.float32, copy=False)
 
     def _guard_memory(self, run: Callable[[], np.ndarray]) -> np.ndarray:
         try:

@@ -36,10 +36,13 @@ class FlowInputs:
     duration: int
 
 
-def prepare_inputs(model, cond_wave: torch.Tensor, text: list[list[str]], duration: int) -> FlowInputs:
-    """CFM.sample's preamble for a batch of one (no lens, no edit mask)."""
-    cond = model.mel_spec(cond_wave).permute(0, 2, 1)
-    cond = cond.to(next(model.parameters()).dtype)
+def reference_mel(model, cond_wave: torch.Tensor) -> torch.Tensor:
+    """(1, frames, mel) in the model's dtype, as CFM.sample computes it from the reference wave."""
+    return model.mel_spec(cond_wave).permute(0, 2, 1).to(next(model.parameters()).dtype)
+
+
+def prepare_inputs(model, cond: torch.Tensor, text: list[list[str]], duration: int) -> FlowInputs:
+    """CFM.sample's preamble for a batch of one (no lens, no edit mask); ``cond`` is ``reference_mel``'s."""
     cond_frames = cond.shape[1]
     ids = f5.text_to_ids(text, model.vocab_char_map).to(cond.device)
     duration = max(max(int((ids != -1).sum()), cond_frames) + 1, duration)
@@ -90,10 +93,12 @@ class EagerStep:
 
 def sample_mel(model, cond_wave: torch.Tensor, text: list[list[str]], duration: int, *, steps: int,
                cfg_strength: float, sway_sampling_coef: float | None, seed: int,
-               graphs: StepGraphCache | None = None) -> torch.Tensor:
-    """The generated mel (1, duration, mel) with the reference part kept, as ``CFM.sample(...)[0]``."""
+               graphs: StepGraphCache | None = None, cond_mel: torch.Tensor | None = None) -> torch.Tensor:
+    """The generated mel (1, duration, mel) with the reference part kept, as ``CFM.sample(...)[0]``.
+    ``cond_mel``: the reference's mel when the caller already has it (the same for every chunk of a request)."""
     model.eval()
-    inputs = prepare_inputs(model, cond_wave, text, duration)
+    cond = reference_mel(model, cond_wave) if cond_mel is None else cond_mel
+    inputs = prepare_inputs(model, cond, text, duration)
     dtype = inputs.step_cond.dtype
     y0 = initial_noise(inputs, seed, model.num_channels, dtype)
     t = time_grid(steps, sway_sampling_coef, inputs.cond.device, dtype)

@@ -166,11 +166,12 @@ def bad_requests(reference: bytes) -> list[tuple[str, dict, bytes, int, tuple[st
         ("negative seed", {"seed": "-1"}, reference, 400, ("seed", "0")),
         ("seed too large", {"seed": str(2**31)}, reference, 400, ("seed", "2147483647")),
         ("unknown format", {"response_format": "aiff"}, reference, 400, ("response_format",)),
-        ("only emoji", {"text": "😀😀"}, reference, 400, ("text", "nothing left to speak")),
+        ("only emoji", {"text": "😀😀"}, reference, 400, ("text", "nothing left to read")),
+        ("unreadable transcript", {"reference_text": "😀"}, reference, 400, ("reference_text", "nothing left to read")),
     ]
 
 
-@pytest.mark.parametrize("index", range(19))
+@pytest.mark.parametrize("index", range(20))
 def test_bad_input_gets_a_clear_4xx_naming_field_and_limit(service, reference_file, index):
     name, fields, audio, status, fragments = bad_requests(reference_file.read_bytes())[index]
     response = synthesize(service, audio, **fields)
@@ -178,6 +179,10 @@ def test_bad_input_gets_a_clear_4xx_naming_field_and_limit(service, reference_fi
     body = response.text
     for fragment in fragments:
         assert fragment in body, (name, body)
+    error = response.json()["error"]
+    field = fragments[0]
+    if not error.startswith("1 validation error"):  # ours, not pydantic's: "field: problem", the field named once
+        assert error.startswith(f"{field}: ") and not error.startswith(f"{field}: {field}"), error
 
 
 def test_missing_transcript_is_a_400_naming_it(service, reference_file):
