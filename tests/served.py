@@ -30,6 +30,7 @@ class ServedService:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     readyz_statuses: list[int] = field(default_factory=list)
+    command: list[str] | None = None  # default: bentoml serve service:PtBrTTS on self.port
 
     @property
     def url(self) -> str:
@@ -37,7 +38,9 @@ class ServedService:
 
     def start(self) -> ServedService:
         bentoml_cli = Path(sys.executable).parent / "bentoml"
-        command = [str(bentoml_cli), "serve", "service:PtBrTTS", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = self.command or [
+            str(bentoml_cli), "serve", "service:PtBrTTS", "--host", "127.0.0.1", "--port", str(self.port)
+        ]
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, env={**os.environ, **self.env}, stdout=self.log_path.open("wb"),
@@ -58,16 +61,21 @@ class ServedService:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"bentoml serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                response = httpx.get(self.url + path, timeout=2.0)
+            response = self._get(path)
+            if response is not None:
                 if path == "/readyz":
                     self.readyz_statuses.append(response.status_code)
                 if done(response):
                     return
-            except httpx.TransportError:
-                pass
             time.sleep(0.1)
         raise TimeoutError(f"{path} not satisfied within {timeout} s:\n{self.log_tail()}")
+
+    def _get(self, path: str) -> httpx.Response | None:
+        """None while nothing listens yet (connection refused)."""
+        try:
+            return httpx.get(self.url + path, timeout=2.0)
+        except httpx.TransportError:
+            return None
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import shutil
 import subprocess
 
 import numpy as np
@@ -23,7 +22,6 @@ from ptbr_model.audio import (
 )
 from ptbr_model.audio_codec import _encode_with_ffmpeg
 
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="FFmpeg is not installed")
 
 
 def tone(seconds: float, rate: int, channels: int = 1, hz: float = 440.0, level: float = 0.5) -> np.ndarray:
@@ -104,7 +102,6 @@ def test_decode_lossy_keeps_rate_channels_duration_and_pitch(fmt, subtype, rate,
     assert dominant_hz(samples[:, 0], rate) == pytest.approx(440, abs=3)
 
 
-@needs_ffmpeg
 def test_decode_falls_back_to_ffmpeg_for_webm_opus():
     # Browsers record webm/opus, which libsndfile cannot read.
     webm = ffmpeg_encode(tone(1.0, 48000, 2), 48000, "-c:a", "libopus", "-f", "webm")
@@ -163,7 +160,6 @@ def test_decode_refuses_audio_longer_than_the_limit(fmt, subtype):
     assert samples.shape[0] == 3 * 8000
 
 
-@needs_ffmpeg
 def test_decode_refuses_long_audio_through_ffmpeg_too():
     webm = ffmpeg_encode(np.zeros((3 * 48000, 1), dtype=np.float32), 48000, "-c:a", "libopus", "-f", "webm")
     with pytest.raises(AudioError, match="longer than the 2 s maximum"):
@@ -380,7 +376,6 @@ def test_encode_rejects_unknown_formats_and_multichannel_input():
         encode_audio(np.zeros((10, 2), np.float32), SAMPLE_RATE, "wav")
 
 
-@needs_ffmpeg
 @pytest.mark.parametrize("fmt", ["mp3", "opus"])
 def test_ffmpeg_encoder_fallback_produces_decodable_files(fmt):
     wave = tone(1.0, SAMPLE_RATE)[:, 0]
