@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -50,11 +52,24 @@ class Settings(BaseSettings):
     max_reference_seconds: float = Field(12.0, gt=1.0, description="longer references are clipped at a pause")
     max_decoded_seconds: float = Field(120.0, gt=0.0, description="refuse uploads that decode to more audio")
 
+    # Storage: everything the service writes (voices, jobs, caches) lives under one directory, so one volume holds it
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(),
+        description="where voices, jobs and caches live; several replicas may share it",
+    )
+
     # Serving
     max_concurrency: int = Field(8, ge=1, description="requests in flight before BentoML answers 429")
     traffic_timeout: float = Field(300.0, gt=0.0, description="seconds to the first byte of a response")
     oom_retry_after_seconds: int = Field(5, ge=1)
     log_format: Literal["text", "json"] = "text"
+
+
+def default_data_dir() -> Path:
+    """``$BENTOML_HOME/f5tts-ptbr-data`` (BentoML's home defaults to ~/bentoml): beside the model store, so a
+    container's one volume for BentoML's home can carry the data too."""
+    home = os.environ.get("BENTOML_HOME") or os.path.join(os.path.expanduser("~"), "bentoml")
+    return Path(home) / "f5tts-ptbr-data"
 
 
 def resolve_nfe_step(settings: Settings, nfe_step: int | None, preset: str | None) -> int:
