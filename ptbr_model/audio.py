@@ -42,6 +42,7 @@ __all__ = [
     "encode_audio",
     "normalize_loudness",
     "prepare_reference",
+    "split_on_silence",
     "validate_reference",
 ]
 
@@ -285,9 +286,31 @@ def _voiced_ranges_ms(loudness: _Loudness, search: _PauseSearch) -> list[list[in
     return voiced
 
 
-def _phrases_ms(loudness: _Loudness, search: _PauseSearch) -> list[tuple[int, int]]:
-    # silence.split_on_silence(keep_silence=1000), returning positions instead of audio
-    ranges = [[start - _KEEP_SILENCE_MS, end + _KEEP_SILENCE_MS] for start, end in _voiced_ranges_ms(loudness, search)]
+def split_on_silence(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    min_silence_ms: int,
+    silence_thresh_dbfs: float,
+    keep_silence_ms: int,
+) -> list[np.ndarray]:
+    """pydub.silence.split_on_silence(seek_step=10) on float samples: the voiced phrases, each with up to
+    keep_silence_ms of the silence around it (a shared pause split in the middle). Pieces keep the input's shape
+    ((frames,) or (frames, channels)); no voiced phrase gives an empty list, as pydub does."""
+    frames = _as_frames(samples)
+    loudness = _Loudness(frames, sample_rate)
+    search = _PauseSearch(min_silence_ms=min_silence_ms, silence_thresh_dbfs=silence_thresh_dbfs)
+    pieces = [
+        _slice_ms(frames, sample_rate, start, end) for start, end in _phrases_ms(loudness, search, keep_silence_ms)
+    ]
+    return [piece[:, 0] for piece in pieces] if np.ndim(samples) == 1 else pieces
+
+
+def _phrases_ms(
+    loudness: _Loudness, search: _PauseSearch, keep_silence_ms: int = _KEEP_SILENCE_MS
+) -> list[tuple[int, int]]:
+    # silence.split_on_silence(keep_silence=...), returning positions instead of audio
+    ranges = [[start - keep_silence_ms, end + keep_silence_ms] for start, end in _voiced_ranges_ms(loudness, search)]
     for left, right in itertools.pairwise(ranges):
         if right[0] < left[1]:  # kept silences overlap: split the pause between the two phrases
             left[1] = (left[1] + right[0]) // 2

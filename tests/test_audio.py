@@ -11,16 +11,13 @@ import pytest
 import soundfile as sf
 
 from ptbr_model.audio import (
-    MEDIA_TYPES,
     SAMPLE_RATE,
     AudioError,
     decode_audio,
-    encode_audio,
     normalize_loudness,
     prepare_reference,
     validate_reference,
 )
-from ptbr_model.audio_codec import _encode_with_ffmpeg
 
 
 
@@ -312,74 +309,5 @@ def test_normalize_loudness_raises_quiet_audio_only_and_reports_the_original_rms
     assert not silent.any()
 
 
-# ------------------------------------------------------------------------------------------------------ encoding
-
-
-def test_media_types_cover_every_response_format():
-    assert MEDIA_TYPES == {
-        "wav": "audio/wav",
-        "flac": "audio/flac",
-        "mp3": "audio/mpeg",
-        "opus": "audio/ogg",
-        "pcm": "audio/pcm",
-    }
-
-
-@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
-def test_encode_decode_round_trip(fmt):
-    wave = tone(1.5, SAMPLE_RATE)[:, 0]
-    samples, rate = decode_audio(encode_audio(wave, SAMPLE_RATE, fmt))
-    assert rate == SAMPLE_RATE
-    assert samples.shape[1] == 1
-    assert abs(samples.shape[0] - len(wave)) / SAMPLE_RATE < 0.03
-    assert dominant_hz(samples[:, 0], rate) == pytest.approx(440, abs=2)
-    if fmt in ("wav", "flac"):
-        np.testing.assert_allclose(samples[:, 0], wave, atol=0.5 / 32768)
-
-
-def test_encode_pcm_is_raw_little_endian_16_bit_at_24_khz():
-    wave = tone(1.0, SAMPLE_RATE)[:, 0]
-    pcm = encode_audio(wave, SAMPLE_RATE, "pcm")
-    assert len(pcm) == 2 * len(wave)
-    np.testing.assert_allclose(np.frombuffer(pcm, "<i2") / 32768, wave, atol=0.5 / 32768)
-    wav_samples, _ = sf.read(io.BytesIO(encode_audio(wave, SAMPLE_RATE, "wav")), dtype="int16")
-    np.testing.assert_array_equal(np.frombuffer(pcm, "<i2"), wav_samples)
-    assert len(encode_audio(tone(1.0, 48000)[:, 0], 48000, "pcm")) == 2 * SAMPLE_RATE  # resampled to 24 kHz
-
-
-def test_encode_clips_and_cleans_out_of_range_samples():
-    wave = np.array([2.0, -3.0, np.nan, np.inf, 0.5] * 100, dtype=np.float32)
-    decoded, _ = sf.read(io.BytesIO(encode_audio(wave, SAMPLE_RATE, "wav")), dtype="float32")
-    np.testing.assert_array_equal(decoded[:5], [32767 / 32768, -1.0, 0.0, 32767 / 32768, 0.5])
-
-
-@pytest.mark.parametrize(("fmt", "max_frames"), [("wav", 0), ("flac", 1), ("mp3", 1), ("opus", 1)])
-def test_encode_empty_input_gives_a_valid_file(fmt, max_frames):
-    data = encode_audio(np.zeros(0, np.float32), SAMPLE_RATE, fmt)
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32")
-    assert rate == SAMPLE_RATE
-    assert len(samples) <= max_frames
-    assert np.max(np.abs(samples), initial=0.0) < 1e-6
-    assert encode_audio(np.zeros(0, np.float32), SAMPLE_RATE, "pcm") == b""
-
-
-def test_encode_opus_resamples_rates_opus_cannot_carry():
-    samples, rate = decode_audio(encode_audio(tone(1.0, 44100)[:, 0], 44100, "opus"))
-    assert rate == 48000
-    assert abs(len(samples) - 48000) < 0.03 * 48000
-
-
-def test_encode_rejects_unknown_formats_and_multichannel_input():
-    with pytest.raises(ValueError, match="unknown audio format 'aac'"):
-        encode_audio(np.zeros(10, np.float32), SAMPLE_RATE, "aac")
-    with pytest.raises(ValueError, match="1-D mono"):
-        encode_audio(np.zeros((10, 2), np.float32), SAMPLE_RATE, "wav")
-
-
-@pytest.mark.parametrize("fmt", ["mp3", "opus"])
-def test_ffmpeg_encoder_fallback_produces_decodable_files(fmt):
-    wave = tone(1.0, SAMPLE_RATE)[:, 0]
-    samples, rate = decode_audio(_encode_with_ffmpeg(wave, SAMPLE_RATE, fmt))
-    assert rate == SAMPLE_RATE
-    assert abs(len(samples) / rate - 1.0) < 0.1  # FFmpeg's mp3 carries encoder padding (no gapless tag read)
-    assert dominant_hz(samples[:, 0], rate) == pytest.approx(440, abs=2)
+# Encoding (every output format, rate and the streaming encoders): tests/test_audio_codec_formats.py,
+# tests/test_audio_stream.py.
