@@ -16,7 +16,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -125,6 +125,32 @@ def cross_fade_concat(waves: list[np.ndarray], fade_samples: int) -> np.ndarray:
         faded = final[-overlap:] * np.linspace(1, 0, overlap) + following[:overlap] * np.linspace(0, 1, overlap)
         final = np.concatenate([final[:-overlap], faded, following[overlap:]])
     return final.astype(np.float32, copy=False)
+
+
+def iter_cross_faded(waves: Iterable[np.ndarray], fade_samples: int) -> Iterator[np.ndarray]:
+    """``cross_fade_concat`` for a stream: yields pieces as chunk waveforms arrive, holding back only the last
+    ``fade_samples`` for the next fade. The pieces joined equal ``cross_fade_concat(waves, fade_samples)`` sample for
+    sample (tested on random lengths and fades)."""
+    # Like cross_fade_concat, faded samples stay float64 until they leave, so a later fade sees the same values.
+    held = np.zeros(0, dtype=np.float64)
+    started = False
+    for following in waves:
+        following = np.asarray(following, dtype=np.float32)
+        if not started:
+            joined, started = following.astype(np.float64), True
+        else:
+            overlap = min(fade_samples, len(held), len(following))
+            if overlap <= 0:
+                joined = np.concatenate([held, following])
+            else:
+                faded = held[-overlap:] * np.linspace(1, 0, overlap) + following[:overlap] * np.linspace(0, 1, overlap)
+                joined = np.concatenate([held[:-overlap], faded, following[overlap:]])
+        keep = min(fade_samples, len(joined))
+        piece, held = joined[: len(joined) - keep], joined[len(joined) - keep:]
+        if len(piece):
+            yield piece.astype(np.float32)
+    if len(held):
+        yield held.astype(np.float32)
 
 
 def draw_seed() -> int:

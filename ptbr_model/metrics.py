@@ -46,6 +46,29 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.model_ready = Gauge("ptbr_model_ready", "1 once the model is loaded and warmed up", registry=self.registry)
+        self.voices_stored = Gauge("ptbr_voices_stored", "Saved voices in the data directory", registry=self.registry)
+        self.voices_corrupt = Gauge(
+            "ptbr_voices_corrupt", "Voice entries skipped as corrupt or half-written at the last scan",
+            registry=self.registry,
+        )
+        self.voice_cache = Counter(
+            "ptbr_voice_cache", "Prepared saved-voice references found in (hit) or missing from (miss) the memory cache",
+            ["result"], registry=self.registry,
+        )
+        self.queue_length = Gauge(
+            "ptbr_queue_length", "Requests waiting for the device", registry=self.registry
+        )
+        self.queue_in_flight = Gauge(
+            "ptbr_queue_in_flight", "Requests using the device now (0 or 1)", registry=self.registry
+        )
+        self.queue_wait = Histogram(
+            "ptbr_queue_wait_seconds", "Time a request waited for the device", buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_audio = Histogram(
+            "ptbr_stream_first_audio_seconds", "Time from a streaming request to its first audio bytes",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
 
     def observe_synthesis(self, elapsed_seconds: float, audio_seconds: float) -> None:
         self.synthesis_latency.observe(elapsed_seconds)
@@ -58,6 +81,10 @@ class ServiceMetrics:
             self.device_memory_allocated.set(stats["allocated_bytes"])
         if "peak_bytes" in stats:
             self.device_memory_peak.set(stats["peak_bytes"])
+
+    def observe_queue(self, waiting: int, in_flight: int) -> None:
+        self.queue_length.set(waiting)
+        self.queue_in_flight.set(in_flight)
 
     def render(self) -> str:
         return generate_latest(self.registry).decode("utf-8")

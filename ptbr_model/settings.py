@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     speed: float = Field(1.0, ge=0.3, le=3.0)
     cross_fade_duration: float = Field(0.15, ge=0.0, le=1.0)
     target_rms: float = Field(0.1, gt=0.0, le=1.0, description="reference loudness the model was trained at")
+    remove_silence: bool = Field(False, description="default: trim silent edges and shorten long pauses of the output")
+    loudness: float | None = Field(
+        None, ge=-70.0, le=-5.0, description="default output loudness target in LUFS (None: leave the level as generated)"
+    )
 
     # Limits on what a client may send
     max_text_chars: int = Field(2000, ge=1, description="longest text accepted by /synthesize")
@@ -52,6 +56,11 @@ class Settings(BaseSettings):
     max_reference_seconds: float = Field(12.0, gt=1.0, description="longer references are clipped at a pause")
     max_decoded_seconds: float = Field(120.0, gt=0.0, description="refuse uploads that decode to more audio")
 
+    # Saved voices (under data_dir/voices)
+    max_voices: int = Field(1000, ge=1, description="saved voices kept at most")
+    voice_name_max_chars: int = Field(64, ge=1, le=256)
+    voice_cache_size: int = Field(16, ge=0, description="prepared saved-voice references kept in memory (0 = off)")
+
     # Storage: everything the service writes (voices, jobs, caches) lives under one directory, so one volume holds it
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(),
@@ -59,10 +68,19 @@ class Settings(BaseSettings):
     )
 
     # Serving
-    max_concurrency: int = Field(8, ge=1, description="requests in flight before BentoML answers 429")
+    max_concurrency: int = Field(
+        64, ge=1, description="requests in flight on every route together before BentoML answers 429 (a safety valve; "
+        "the device queue below is what limits syntheses)"
+    )
+    queue_max_waiting: int = Field(8, ge=0, description="syntheses waiting for the device before 429")
+    queue_timeout_s: float = Field(120.0, gt=0.0, description="longest wait for the device before 503")
+    queue_retry_after_seconds: int = Field(2, ge=1, description="Retry-After on a full queue")
     traffic_timeout: float = Field(300.0, gt=0.0, description="seconds to the first byte of a response")
     oom_retry_after_seconds: int = Field(5, ge=1)
     log_format: Literal["text", "json"] = "text"
+    # Test hook only: sleep this long after a voice's files are written and before they are committed, so a test
+    # can kill the process in the middle of a write. Never set it in production.
+    test_voice_commit_pause_s: float = Field(0.0, ge=0.0)
 
 
 def default_data_dir() -> Path:

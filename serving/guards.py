@@ -8,7 +8,7 @@ import json
 import threading
 from typing import Any, Awaitable, Callable
 
-from starlette.responses import JSONResponse
+from serving.errors import error_body
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -41,16 +41,6 @@ class LoadStatus:
         if self.state == "failed":
             return f"model failed to load: {self.error}"
         return "model is loading" if self.state == "loading" else "model is ready"
-
-
-def error_body(field: str, message: str) -> dict[str, Any]:
-    """One shape for every error the service makes itself, close to BentoML's own validation errors."""
-    return {"error": f"{field}: {message}", "detail": [{"loc": [field], "msg": message}]}
-
-
-def error_response(status: int, field: str, message: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(error_body(field, message), status_code=status, headers=headers)
 
 
 class RequestGuards:

@@ -6,6 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
+from pathlib import Path
+
+
+def _exception_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The exception's type and where it was raised, without its message: messages can quote request values
+    (pydantic's ValidationError quotes the input), and text never reaches the log."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return {}
+    exc_type, _, trace = record.exc_info
+    frames = traceback.extract_tb(trace)[-4:]
+    return {"exception": exc_type.__name__,
+            "where": " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -14,7 +27,8 @@ class _JsonFormatter(logging.Formatter):
             fields = json.loads(record.getMessage())
         except ValueError:
             fields = {"message": record.getMessage()}
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name, **fields})
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name, **fields,
+                           **_exception_fields(record)})
 
 
 class _TextFormatter(logging.Formatter):
@@ -24,7 +38,8 @@ class _TextFormatter(logging.Formatter):
             message = " ".join(f"{key}={value}" for key, value in fields.items())
         except ValueError:
             message = record.getMessage()
-        return f"{self.formatTime(record)} {record.levelname} {record.name} {message}"
+        extra = " ".join(f"{key}={value}" for key, value in _exception_fields(record).items())
+        return f"{self.formatTime(record)} {record.levelname} {record.name} {message}" + (f" {extra}" if extra else "")
 
 
 def configure_request_log(log_format: str) -> None:

@@ -92,3 +92,41 @@ class ServedService:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+
+def import_demo(name: str = "f5tts-ptbr") -> str:
+    """Import the project's tiny demo model into the test session's BentoML store; returns its tag."""
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "import_model.py"), "--demo", "--name", name]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout.strip()
+
+
+def start_demo(tag: str, log_path: Path, **env: str) -> ServedService:
+    """A ready `bentoml serve` of ``tag`` with extra PTBR_* settings."""
+    served = ServedService(env={"PTBR_MODEL_TAG": tag, "PTBR_LOG_FORMAT": "json", **env}, log_path=log_path).start()
+    try:
+        served.wait_listening()
+        served.cold_start_seconds = served.wait_ready()
+    except BaseException:
+        served.stop()
+        raise
+    return served
+
+
+def kill_tree(served: ServedService) -> None:
+    """SIGKILL the server and every worker it started (workers run in their own sessions)."""
+    if served.process is None:
+        return
+    import psutil
+
+    try:
+        parent = psutil.Process(served.process.pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=10)
+    served.process.wait(timeout=10)

@@ -1,0 +1,53 @@
+"""Request schemas shared by several routes (BentoML ``input_spec``): the same speech fields, the same defaults,
+the same limits and descriptions on /synthesize, /synthesize_stream and the jobs.
+
+BentoML 1.4.40: an optional file must be declared ``Path = None`` (``Optional[Path]`` breaks the input-spec
+inference and the Python client); everything else optional is ``Optional[...] = None`` and falls back to settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, Field
+
+from ptbr_model.settings import SpeedPreset
+
+ResponseFormat = Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
+StreamFormat = Literal["pcm", "wav", "mp3", "opus", "aac"]
+
+
+class VoiceFields(BaseModel):
+    """The voice to speak with: a saved ``voice``, or ``reference_audio`` with its ``reference_text``."""
+
+    voice: Annotated[Optional[str], Field(description="a saved voice's id or name (instead of reference_audio)")] = None
+    reference_audio: Annotated[Path, Field(description="a few seconds of the voice: wav, flac, ogg, mp3, webm, m4a")] = None
+    reference_text: Annotated[Optional[str], Field(description="exact transcript of reference_audio")] = None
+
+
+class SpeechFields(VoiceFields):
+    text: Annotated[str, Field(description="Portuguese text to speak")]
+    speed_preset: Annotated[Optional[SpeedPreset], Field(description="quality (NFE 32), balanced (16), fast (7)")] = None
+    nfe_step: Annotated[Optional[int], Field(ge=1, le=64, description="flow steps; overrides speed_preset")] = None
+    cfg_strength: Annotated[Optional[float], Field(ge=0.0, le=10.0)] = None
+    sway_sampling_coef: Annotated[Optional[float], Field(ge=-1.0, le=1.0)] = None
+    speed: Annotated[Optional[float], Field(ge=0.3, le=3.0)] = None
+    seed: Annotated[Optional[int], Field(ge=0, le=2**31 - 1, description="same input + seed = same audio")] = None
+    cross_fade_duration: Annotated[Optional[float], Field(ge=0.0, le=1.0)] = None
+    normalize_text: Annotated[bool, Field(description="spell out numbers, dates, currency, …")] = True
+    sample_rate: Annotated[Optional[int], Field(ge=8000, le=48000, description="resample the answer (Hz)")] = None
+    remove_silence: Annotated[Optional[bool], Field(description="trim silent edges and shorten long pauses")] = None
+    loudness: Annotated[Optional[float], Field(ge=-70.0, le=-5.0, description="output loudness target, LUFS")] = None
+
+    def synthesis_fields(self) -> dict:
+        return self.model_dump(include={"speed_preset", "nfe_step", "cfg_strength", "sway_sampling_coef", "speed",
+                                        "seed", "cross_fade_duration", "normalize_text"})
+
+
+class SynthesizeInput(SpeechFields):
+    response_format: ResponseFormat = "wav"
+
+
+class StreamInput(SpeechFields):
+    response_format: Annotated[StreamFormat, Field(description="pcm (s16le), wav (streaming header), mp3, opus, aac")] = "pcm"
