@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     speed: float = Field(1.0, ge=0.3, le=3.0)
     cross_fade_duration: float = Field(0.15, ge=0.0, le=1.0)
     target_rms: float = Field(0.1, gt=0.0, le=1.0, description="reference loudness the model was trained at")
+    lexicon_file: Path | None = Field(
+        None, description="pronunciation lexicon (TSV word<TAB>respelling, or a JSON object) merged over the "
+        "built-in loanword lexicon; README, Pronunciation"
+    )
 
     # Limits on what a client may send
     max_text_chars: int = Field(2000, ge=1, description="longest text accepted by /synthesize")
