@@ -153,14 +153,22 @@ class Lexicon:
         """Replace every lexicon word in ``text`` by its respelling."""
         if not self._entries or not text:
             return text
-        return _CANDIDATE.sub(self._replace, text)
+        return _CANDIDATE.sub(self._replace, unicodedata.normalize("NFC", text))
 
     def _replace(self, match: re.Match[str]) -> str:
         word = match.group(0)
-        if _ADDRESS_AFTER.match(match.string, match.end()):
+        # Hot path (every word of the text): one dict lookup; the rest only for entries and compound words.
+        spoken = self._lookup.get(word.lower())
+        if spoken is None:
+            if "-" not in word and "’" not in word:
+                return word
+            spoken = self.respell(word)
+        if spoken is None or _ADDRESS_AFTER.match(match.string, match.end()):
             return word
-        spoken = self.respell(word)
-        return word if spoken is None else _with_case(word, spoken)
+        # "word": "word" switches an entry off: the word stays as written, for the normaliser to read.
+        if normalize_key(spoken) == normalize_key(word):
+            return word
+        return _with_case(word, spoken)
 
 
 def _with_case(word: str, spoken: str) -> str:
