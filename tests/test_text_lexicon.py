@@ -12,7 +12,13 @@ import pytest
 
 from ptbr_model.settings import Settings
 from ptbr_model.text import Lexicon, fit_to_vocab, load_lexicon, normalize, prepare_text, validate_pronunciations
-from ptbr_model.text.abbreviations import ABBREVIATIONS, CHAT_SHORTHANDS
+from ptbr_model.text.abbreviations import (
+    ABBREVIATIONS,
+    CHAT_SHORTHANDS,
+    GENDER_MARKED,
+    SINGLE_LETTER_TITLES,
+    SLASH_SHORTHANDS,
+)
 from ptbr_model.text.acronyms import ACRONYMS_READ_AS_WORDS, ACRONYMS_SPELLED
 from ptbr_model.text.lexicon import NO_PLURAL, WORD_PATTERN, check_word, parse_tsv
 from ptbr_model.text.units import UNITS
@@ -68,6 +74,8 @@ def test_builtin_words_leave_the_normalisers_own_forms_alone() -> None:
     # reads the same both ways.
     normaliser_forms = {symbol.lower() for symbol in UNITS} | {written.rstrip(".").lower() for written in ABBREVIATIONS}
     normaliser_forms |= set(CHAT_SHORTHANDS) | {acronym.lower() for acronym in ACRONYMS_SPELLED}
+    normaliser_forms |= set(GENDER_MARKED) | {letter.lower() for letter in SINGLE_LETTER_TITLES} | set(SLASH_SHORTHANDS)
+    normaliser_forms |= {"us", "r", "u"}  # before "$": "US$ 5"
     assert not normaliser_forms & set(_builtin_entries())
     for acronym, reading in ACRONYMS_READ_AS_WORDS.items():
         if acronym.lower() in BUILTIN:
@@ -172,12 +180,33 @@ NORMALIZED = [
     ("O DJ tocou no show.", "O didjêi tocou no xou."),
     ("O SHOW COMEÇOU", "O xou começou"),
     ("D. Pedro II assistiu ao show.", "Dom Pedro segundo assistiu ao xou."),
+    ("US$ 5 no show", "cinco dólares no xou"),
+    ("A Profª Ana e o Art. 5º.", "A Professora Ana e o Artigo quinto."),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), NORMALIZED, ids=[text for text, _ in NORMALIZED])
 def test_normalize_applies_the_lexicon_first(text: str, expected: str) -> None:
     assert normalize(text, lexicon=BUILTIN) == expected
+
+
+def test_the_lexicon_changes_no_portuguese_reading_of_the_normaliser_tables() -> None:
+    # Every case of both tables reads the same with the lexicon on, except where an English word is respelled.
+    import test_text_normalize
+    import test_text_round2
+
+    changed = {
+        text: normalize(text, lexicon=BUILTIN)
+        for text, expected in test_text_normalize.CASES + test_text_round2.CASES
+        if normalize(text, lexicon=BUILTIN) != expected
+    }
+    assert changed == {
+        "O McDonald's e o iPhone.": "O Mequidônaldis e o aifône.",
+        "Tom & Jerry": "Tom e Djéri",
+        "#amor": "réchtégui amor",
+        "joao.silva@gmail.com": "joao ponto silva arroba djimêiu ponto com",
+        "Contato: joao.silva@gmail.com.": "Contato: joao ponto silva arroba djimêiu ponto com.",
+    }
 
 
 def test_without_a_lexicon_normalize_leaves_english_words_as_written() -> None:
@@ -324,3 +353,30 @@ def test_prepare_text_reads_text_and_reference_with_the_lexicon(shipped_vocab: f
 def test_the_lexicon_is_part_of_normalisation(shipped_vocab: frozenset[str]) -> None:
     prepared = prepare_text("O show.", shipped_vocab, lexicon=BUILTIN, normalize_text=False, **REFERENCE)
     assert prepared.text == "O show."
+
+
+def test_the_bento_packs_the_lexicon_data(repo_root: Path) -> None:
+    import pathspec
+    import yaml
+
+    include = yaml.safe_load((repo_root / "bentofile.yaml").read_text())["include"]
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", include)
+    data_files = sorted(path.relative_to(repo_root).as_posix() for path in (repo_root / "ptbr_model").rglob("data/*"))
+    assert data_files and all(spec.match_file(path) for path in data_files), data_files
+
+
+def test_the_coverage_script_prints_its_measure_as_json(repo_root: Path, tmp_path: Path) -> None:
+    # A tiny Portuguese word list stands in for Debian's wbrazilian: the measure's shape, not its value, is tested.
+    words = tmp_path / "portuguese.txt"
+    words.write_text("\n".join(["de", "que", "não", "para", "com", "uma", "os", "no", "se", "na"]), encoding="utf-8")
+    completed = subprocess.run(
+        [sys.executable, str(repo_root / "scripts" / "lexicon_coverage.py"), "--top", "40", "--portuguese-words",
+         str(words)], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["non_portuguese_words"] == 40
+    assert 0 < report["covered"] <= 40
+    assert report["coverage"] == round(report["covered"] / 40, 4)
+    assert report["lexicon_entries"] == len(BUILTIN)
+    assert "site" not in report["most_frequent_uncovered"]
