@@ -181,6 +181,9 @@ NORMALIZED = [
     ("O SHOW COMEÇOU", "O xou começou"),
     ("D. Pedro II assistiu ao show.", "Dom Pedro segundo assistiu ao xou."),
     ("US$ 5 no show", "cinco dólares no xou"),
+    # Numbers agree with the loanword's gender in Portuguese.
+    ("Fiz 2 lives e 2 shows.", "Fiz duas laives e dois xous."),
+    ("Tirei 22 selfies.", "Tirei vinte e duas sélfis."),
     ("A Profª Ana e o Art. 5º.", "A Professora Ana e o Artigo quinto."),
 ]
 

@@ -227,3 +227,33 @@ def test_round_two_has_at_least_120_distinct_cases() -> None:
 def test_round_two_results_are_fixed_points(text: str) -> None:
     once = normalize(text)
     assert normalize(once) == once
+
+
+def _readme_examples() -> list[tuple[str, str]]:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Pronunciation") :]
+    section = section[: section.index("\n### ")]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            written, spoken = (cell.strip() for cell in line.strip("|").split(" | "))
+            rows.append((written.strip("`"), spoken))
+    return rows
+
+
+README_EXAMPLES = _readme_examples()
+
+
+@pytest.mark.parametrize(("text", "spoken"), README_EXAMPLES, ids=[text for text, _ in README_EXAMPLES])
+def test_the_readme_table_shows_what_the_service_reads(text: str, spoken: str) -> None:
+    from ptbr_model.text import Lexicon
+
+    # The service reads with the built-in lexicon; "…" in the table stands for the start of the sentence.
+    result = normalize(text, lexicon=Lexicon.builtin())
+    assert result.endswith(spoken.removeprefix("… ")) if spoken.startswith("…") else result == spoken
+
+
+def test_the_readme_table_has_examples_of_round_two() -> None:
+    assert len(README_EXAMPLES) >= 14
