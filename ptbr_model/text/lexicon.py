@@ -153,7 +153,16 @@ class Lexicon:
         """Replace every lexicon word in ``text`` by its respelling."""
         if not self._entries or not text:
             return text
-        return _CANDIDATE.sub(self._replace, unicodedata.normalize("NFC", text))
+        text = unicodedata.normalize("NFC", text)
+        return _CANDIDATE.sub(self._replace, text) if self._may_match(text) else text
+
+    def _may_match(self, text: str) -> bool:
+        """Whether any word of ``text`` (or part of a hyphenated one) is a lexicon word. Set operations in C:
+        most text, and the normaliser's own output in its later rounds, has none, and then no word is visited."""
+        words = set(WORD_PATTERN.findall(text.lower().replace("’", "'")))
+        if not words.isdisjoint(self._lookup):
+            return True
+        return any(not self._lookup.keys().isdisjoint(word.split("-")) for word in words if "-" in word)
 
     def _replace(self, match: re.Match[str]) -> str:
         word = match.group(0)
