@@ -260,6 +260,16 @@ def test_per_request_entries_override_file_and_builtin(user_tsv: Path) -> None:
     assert BUILTIN.respell("show") == "xou"
 
 
+def test_a_lexicon_file_is_checked_against_the_vocab_when_given(tmp_path: Path, shipped_vocab: frozenset[str]) -> None:
+    path = tmp_path / "lexicon.tsv"
+    path.write_text("Nubank\tnubânqui\n", encoding="utf-8")
+    assert load_lexicon(path, shipped_vocab).respell("nubank") == "nubânqui"
+    bad = tmp_path / "bad.tsv"  # another file: the cache is keyed on path and modification time
+    bad.write_text("Nubank\tnu☃bank\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv: 'nubank': the respelling has characters .* lacks: '☃'"):
+        load_lexicon(bad, shipped_vocab)
+
+
 def test_no_lexicon_file_means_the_builtin_one() -> None:
     assert load_lexicon(None) is BUILTIN
     assert load_lexicon("") is BUILTIN

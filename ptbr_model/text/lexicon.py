@@ -245,19 +245,38 @@ def _builtin_lexicon() -> Lexicon:
 
 
 @lru_cache(maxsize=8)
-def _file_lexicon(path: str, modified_ns: int) -> Lexicon:
-    return Lexicon.builtin().merged(Lexicon.from_file(path))
+def _read_lexicon_file(path: str, modified_ns: int) -> Lexicon:
+    return Lexicon.from_file(path)
 
 
-def load_lexicon(lexicon_file: str | Path | None = None) -> Lexicon:
+@lru_cache(maxsize=8)
+def _merged_with_builtin(path: str, modified_ns: int) -> Lexicon:
+    return Lexicon.builtin().merged(_read_lexicon_file(path, modified_ns))
+
+
+# Longest word or respelling accepted in a lexicon file (request entries have their own, smaller limit).
+MAX_FILE_ENTRY_CHARS = 200
+
+
+def load_lexicon(lexicon_file: str | Path | None = None, vocab: frozenset[str] | None = None) -> Lexicon:
     """The built-in lexicon, with the user's file (``PTBR_LEXICON_FILE``) merged over it when given.
 
-    Cached per file and modification time, so a service reads the file once; ValueError names a bad line.
+    Cached per file and modification time, so a service reads the file once. With ``vocab`` (the model's), the
+    file's respellings are checked like request entries (``validate_pronunciations``). Raises ValueError naming
+    the file, and the line or word, on a bad file; OSError if it cannot be read.
     """
     if lexicon_file is None or str(lexicon_file) == "":
         return Lexicon.builtin()
     path = Path(lexicon_file)
-    return _file_lexicon(str(path.resolve()), path.stat().st_mtime_ns)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if vocab is not None:
+        entries = _read_lexicon_file(*key).entries
+        try:
+            validate_pronunciations(entries, vocab, max_entries=max(len(entries), 1),
+                                    max_chars=MAX_FILE_ENTRY_CHARS, lexicon=Lexicon.builtin())
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return _merged_with_builtin(*key)
 
 
 # --- request entries -----------------------------------------------------------------------------------------
