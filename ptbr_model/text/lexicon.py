@@ -14,8 +14,10 @@ Matching rules (README, "Pronunciation"):
 
 The built-in entries are data (``data/loanwords.tsv``), read once per process on first use. Users add or
 override entries with a file (``PTBR_LEXICON_FILE``: TSV like the built-in one, or a JSON object) and per
-request; later entries win. One regex finds candidate words and a dict answers for each, so applying the
-lexicon is linear in the text.
+request; later entries win, and an entry mapping a word to itself switches an earlier one off. A respelling
+must not contain a word the lexicon would respell again (``validate_pronunciations``), so applying it twice
+changes nothing. A set intersection first tells whether any word of the text is an entry; only then does one
+regex visit the words, each answered by a dict lookup: applying the lexicon is linear in the text.
 """
 
 from __future__ import annotations
