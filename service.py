@@ -13,7 +13,7 @@ from pydantic import Field
 
 from ptbr_model.settings import get_settings
 from serving.guards import LoadStatus, RequestGuards
-from serving.schemas import StreamInput, SynthesizeInput
+from serving.schemas import Pronunciations, StreamInput, SynthesizeInput
 from serving.synthesis import run_route
 
 # The decorator needs limits and the model tag when the class is defined: read the settings once, here.
@@ -48,10 +48,15 @@ class PtBrTTS:
     def _load_model(self) -> None:
         from ptbr_model.engine import load_checked
         from ptbr_model.store import load_stored
+        from ptbr_model.text import load_lexicon, load_vocab
 
         started = time.perf_counter()
         try:
             self.core.stored = load_stored(str(self.model_ref.tag))
+            try:
+                lexicon = load_lexicon(self.settings.lexicon_file, load_vocab(self.core.stored.vocab_path))
+            except (ValueError, OSError) as exc:
+                raise RuntimeError(f"PTBR_LEXICON_FILE: {exc}") from exc
             self.core.engine = load_checked(
                 self.core.stored,
                 self.settings.device,
@@ -61,6 +66,7 @@ class PtBrTTS:
                 cuda_graphs=self.settings.cuda_graphs,
                 compile_blocks=self.settings.compile,
                 on_fp16_fallback=self.metrics.fp16_fallbacks.inc,
+                lexicon=lexicon,
             )
         except Exception as exc:  # any failure must surface on /readyz, not kill the worker silently
             logging.getLogger("ptbr.engine").exception("model failed to load")
@@ -102,13 +108,14 @@ class PtBrTTS:
         reference_seconds: Annotated[Optional[float], Field(gt=0, le=60, description="its length in seconds")] = None,
         speed: Annotated[Optional[float], Field(ge=0.3, le=3.0)] = None,
         normalize_text: bool = True,
+        pronunciations: Pronunciations = None,
     ) -> dict:
         """Exactly what the model will read: the normalised text, the chunks it is synthesised in (sized by the
         voice's or reference's speaking rate when given, else by a typical 6 s reference) and the characters
         removed because the model's vocabulary lacks them."""
         return await run_route(self.core, "normalize", lambda: self.core.normalize_request(
             text, voice=voice, reference_text=reference_text, reference_seconds=reference_seconds, speed=speed,
-            normalize_text=normalize_text))
+            normalize_text=normalize_text, pronunciations=pronunciations))
 
     @bentoml.api
     async def model_info(self) -> dict:

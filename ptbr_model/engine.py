@@ -24,7 +24,7 @@ import torch
 from ptbr_model import f5
 from ptbr_model.sampler import StepGraphCache, reference_mel, sample_mel
 from ptbr_model.store import StoredModel, read_stored_weights
-from ptbr_model.text import fit_to_vocab, normalize, prepare_text, vocab_indices
+from ptbr_model.text import Lexicon, fit_to_vocab, normalize, prepare_text, vocab_indices
 
 log = logging.getLogger("ptbr.engine")
 
@@ -57,6 +57,8 @@ class SynthesisOptions:
     cross_fade_duration: float = 0.15
     seed: int | None = None
     normalize_text: bool = True
+    # A request's own respellings (word, respelling), over the synthesizer's lexicon; a tuple keeps this hashable.
+    pronunciations: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class Synthesizer:
     load_peak_bytes: int | None = None
     resident_bytes: int = 0  # device memory held once loaded (weights and vocoder); 0 on the CPU
     step_graphs: StepGraphCache | None = None  # CUDA graphs of the transformer step (CUDA only)
+    lexicon: Lexicon | None = None  # pronunciation lexicon (built-in + PTBR_LEXICON_FILE); None = the built-in one
     _hop_length: int = field(init=False)
     _sample_rate: int = field(init=False)
 
@@ -185,9 +188,10 @@ class Synthesizer:
 
     @classmethod
     def load(cls, stored: StoredModel, device: str = "auto", dtype: str = "auto", target_rms: float = 0.1,
-             cuda_graphs: int = 4, compile_blocks: bool = False) -> Synthesizer:
+             cuda_graphs: int = 4, compile_blocks: bool = False, *, lexicon: Lexicon | None = None) -> Synthesizer:
         """``cuda_graphs``: how many step graphs (one per utterance length) to keep; 0 runs every step eagerly.
-        ``compile_blocks``: torch.compile the DiT blocks (fused kernels) on CUDA GPUs that Triton supports."""
+        ``compile_blocks``: torch.compile the DiT blocks (fused kernels) on CUDA GPUs that Triton supports.
+        ``lexicon``: the pronunciation lexicon texts are read with (``ptbr_model.text.load_lexicon``)."""
         started = time.perf_counter()
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
@@ -223,13 +227,21 @@ class Synthesizer:
             load_peak_bytes=peak,
             resident_bytes=resident,
             step_graphs=StepGraphCache(cuda_graphs) if (target.type == "cuda" and cuda_graphs > 0) else None,
+            lexicon=lexicon,
         )
 
     # --- references --------------------------------------------------------------------------------------------
 
-    def make_reference(self, wave_24k: np.ndarray, transcript: str, *, normalize_text: bool = True) -> Reference:
-        """``wave_24k``: mono float32 at the model's rate (ptbr_model.audio.prepare_reference's output)."""
-        text = normalize(transcript) if normalize_text else transcript
+    def lexicon_for(self, pronunciations: tuple[tuple[str, str], ...] = ()) -> Lexicon:
+        """The synthesizer's lexicon with a request's entries over it (validated by the caller)."""
+        lexicon = self.lexicon if self.lexicon is not None else Lexicon.builtin()
+        return lexicon.merged(dict(pronunciations)) if pronunciations else lexicon
+
+    def make_reference(self, wave_24k: np.ndarray, transcript: str, *, normalize_text: bool = True,
+                       pronunciations: tuple[tuple[str, str], ...] = ()) -> Reference:
+        """``wave_24k``: mono float32 at the model's rate (ptbr_model.audio.prepare_reference's output).
+        The transcript is read with the same lexicon as the text, so it matches what the speaker said."""
+        text = normalize(transcript, lexicon=self.lexicon_for(pronunciations)) if normalize_text else transcript
         text, removed = fit_to_vocab(text, self.vocab)
         if not text.strip():  # the duration rule divides by the transcript's length: it must say something
             raise NothingToSay("reference_text", "".join(removed))
@@ -250,6 +262,7 @@ class Synthesizer:
             ref_audio_seconds=reference.seconds,
             speed=options.speed,
             normalize_text=options.normalize_text,
+            lexicon=self.lexicon_for(options.pronunciations),
         )
         if not prepared.chunks:
             removed = "".join(prepared.removed)
@@ -368,9 +381,10 @@ def load_checked(
     cuda_graphs: int = 4,
     compile_blocks: bool = False,
     on_fp16_fallback: Callable[[], None] | None = None,
+    lexicon: Lexicon | None = None,
 ) -> Synthesizer:
     """Load, warm up, and fall back to float32 when float16 output is not finite."""
-    synthesizer = Synthesizer.load(stored, device, dtype, target_rms, cuda_graphs, compile_blocks)
+    synthesizer = Synthesizer.load(stored, device, dtype, target_rms, cuda_graphs, compile_blocks, lexicon=lexicon)
     if not warmup:
         return synthesizer
     try:
@@ -391,7 +405,7 @@ def load_checked(
     del synthesizer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    synthesizer = Synthesizer.load(stored, device, "float32", target_rms, cuda_graphs, compile_blocks)
+    synthesizer = Synthesizer.load(stored, device, "float32", target_rms, cuda_graphs, compile_blocks, lexicon=lexicon)
     if not synthesizer.warm_up():
         raise RuntimeError("warm-up produced non-finite audio in float32 too: the model weights are broken")
     return synthesizer

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     loudness: float | None = Field(
         None, ge=-70.0, le=-5.0, description="default output loudness target in LUFS (None: leave the level as generated)"
     )
+    lexicon_file: Path | None = Field(
+        None, description="pronunciation lexicon (TSV word<TAB>respelling, or a JSON object) merged over the "
+        "built-in loanword lexicon; README, Pronunciation"
+    )
 
     # Limits on what a client may send
     max_text_chars: int = Field(2000, ge=1, description="longest text accepted by /synthesize")
@@ -55,6 +59,8 @@ class Settings(BaseSettings):
     min_reference_seconds: float = Field(1.0, gt=0.0)
     max_reference_seconds: float = Field(12.0, gt=1.0, description="longer references are clipped at a pause")
     max_decoded_seconds: float = Field(120.0, gt=0.0, description="refuse uploads that decode to more audio")
+    max_pronunciations: int = Field(100, ge=0, description="entries in one request's `pronunciations`")
+    max_pronunciation_chars: int = Field(64, ge=1, description="longest word or respelling in `pronunciations`")
 
     # Saved voices (under data_dir/voices)
     max_voices: int = Field(1000, ge=1, description="saved voices kept at most")

@@ -7,15 +7,35 @@ inference and the Python client); everything else optional is ``Optional[...] = 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from ptbr_model.settings import SpeedPreset
 
 ResponseFormat = Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
 StreamFormat = Literal["pcm", "wav", "mp3", "opus", "aac"]
+
+
+def _json_object(value: object) -> object:
+    """Multipart forms carry every field as a string: accept a JSON object written as text too."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("must be a JSON object mapping words to respellings") from None
+    return value
+
+
+Pronunciations = Annotated[
+    Optional[dict[str, str]],
+    BeforeValidator(_json_object),
+    Field(description='respellings for this request, e.g. {"Xuxa": "Chucha"}; applied before normalisation'),
+]
 
 
 class VoiceFields(BaseModel):
@@ -36,13 +56,15 @@ class SpeechFields(VoiceFields):
     seed: Annotated[Optional[int], Field(ge=0, le=2**31 - 1, description="same input + seed = same audio")] = None
     cross_fade_duration: Annotated[Optional[float], Field(ge=0.0, le=1.0)] = None
     normalize_text: Annotated[bool, Field(description="spell out numbers, dates, currency, …")] = True
+    pronunciations: Pronunciations = None
     sample_rate: Annotated[Optional[int], Field(ge=8000, le=48000, description="resample the answer (Hz)")] = None
     remove_silence: Annotated[Optional[bool], Field(description="trim silent edges and shorten long pauses")] = None
     loudness: Annotated[Optional[float], Field(ge=-70.0, le=-5.0, description="output loudness target, LUFS")] = None
 
     def synthesis_fields(self) -> dict:
         return self.model_dump(include={"speed_preset", "nfe_step", "cfg_strength", "sway_sampling_coef", "speed",
-                                        "seed", "cross_fade_duration", "normalize_text"})
+                                        "seed", "cross_fade_duration", "normalize_text",
+                                        "pronunciations"})
 
 
 class SynthesizeInput(SpeechFields):

@@ -53,7 +53,8 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
 
     engine = core.require_ready()
     prepared = prepare_text(text, engine.vocab, ref_text=reference.text, ref_audio_seconds=reference.seconds,
-                            speed=options.speed, normalize_text=options.normalize_text)
+                            speed=options.speed, normalize_text=options.normalize_text,
+                            lexicon=engine.lexicon_for(options.pronunciations))
     if not prepared.chunks:
         raise NothingToSay("text", "".join(prepared.removed))
     options = replace(options, seed=draw_seed() if options.seed is None else options.seed)

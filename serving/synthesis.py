@@ -48,24 +48,25 @@ class OutputOptions:
 
 
 class ReferenceCache:
-    """Prepared saved-voice references (engine ``Reference`` objects) by (voice id, audio hash, normalize flag).
+    """Prepared saved-voice references (engine ``Reference`` objects) by (voice id, audio hash, normalize flag,
+    request respellings: they change how the transcript is read).
 
     Bounded LRU. The key carries the audio's sha256, so a voice deleted and re-created under the same id can never
     be served from a stale entry; deletes and renames also drop the voice's entries explicitly."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[str, str, bool], Reference] = OrderedDict()
+        self._entries: OrderedDict[tuple, Reference] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, bool]) -> Reference | None:
+    def get(self, key: tuple) -> Reference | None:
         with self._lock:
             reference = self._entries.get(key)
             if reference is not None:
                 self._entries.move_to_end(key)
             return reference
 
-    def put(self, key: tuple[str, str, bool], reference: Reference) -> None:
+    def put(self, key: tuple, reference: Reference) -> None:
         if self.size <= 0:
             return
         with self._lock:
@@ -126,6 +127,7 @@ class SynthesisCore:
         self, *, speed_preset: str | None = None, nfe_step: int | None = None, cfg_strength: float | None = None,
         sway_sampling_coef: float | None = None, speed: float | None = None, seed: int | None = None,
         cross_fade_duration: float | None = None, normalize_text: bool = True,
+        pronunciations: dict[str, str] | None = None,
     ) -> SynthesisOptions:
         from ptbr_model.engine import SynthesisOptions
 
@@ -138,7 +140,24 @@ class SynthesisCore:
             cross_fade_duration=defaults.cross_fade_duration if cross_fade_duration is None else cross_fade_duration,
             seed=seed,
             normalize_text=normalize_text,
+            pronunciations=self.check_pronunciations(pronunciations),
         )
+
+    def check_pronunciations(self, entries: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+        """A request's respellings, validated against the model's vocabulary and the limits (400 naming the word)."""
+        from ptbr_model.text import validate_pronunciations
+
+        if not entries:
+            return ()
+        engine = self.require_ready()
+        limits = self.settings
+        try:
+            validate_pronunciations(entries, engine.vocab, max_entries=limits.max_pronunciations,
+                                    max_chars=limits.max_pronunciation_chars, lexicon=engine.lexicon)
+        except ValueError as exc:
+            raise ApiError(400, "pronunciations", f"{exc} (limits: PTBR_MAX_PRONUNCIATIONS="
+                           f"{limits.max_pronunciations}, PTBR_MAX_PRONUNCIATION_CHARS={limits.max_pronunciation_chars})")
+        return tuple(entries.items())
 
     def output_options(
         self, response_format: str = "wav", sample_rate: int | None = None, remove_silence: bool | None = None,
@@ -158,7 +177,8 @@ class SynthesisCore:
     # --- references ------------------------------------------------------------------------------------------
 
     async def reference(
-        self, *, voice: str | None, reference_audio: Path | None, reference_text: str | None, normalize_text: bool
+        self, *, voice: str | None, reference_audio: Path | None, reference_text: str | None, normalize_text: bool,
+        pronunciations: tuple[tuple[str, str], ...] = (),
     ) -> Reference:
         """Exactly one way to give the voice: a saved ``voice``, or ``reference_audio`` with ``reference_text``."""
         engine = self.require_ready()
@@ -171,12 +191,13 @@ class SynthesisCore:
             raise ApiError(400, "voice", "give either `voice` (a saved voice id or name) or `reference_audio` with "
                            "`reference_text`")
         if has_voice:
-            return await anyio.to_thread.run_sync(self._voice_reference, engine, voice.strip(), normalize_text)
+            return await anyio.to_thread.run_sync(self._voice_reference, engine, voice.strip(), normalize_text,
+                                                  pronunciations)
         self.check_upload_size(reference_audio)
         text = self.check_text("reference_text", reference_text, self.settings.max_reference_text_chars,
                                "PTBR_MAX_REFERENCE_TEXT_CHARS")
         wave = await anyio.to_thread.run_sync(self.prepare_upload, reference_audio)
-        return engine.make_reference(wave, text, normalize_text=normalize_text)
+        return engine.make_reference(wave, text, normalize_text=normalize_text, pronunciations=pronunciations)
 
     def prepare_upload(self, path: Path, field: str = "reference_audio") -> np.ndarray:
         """Decode, validate and prepare an uploaded reference exactly as /synthesize does (worker thread)."""
@@ -190,16 +211,17 @@ class SynthesisCore:
         validate_reference(wave, SAMPLE_RATE, min_seconds=limits.min_reference_seconds, field=field)
         return wave
 
-    def _voice_reference(self, engine: Synthesizer, key: str, normalize_text: bool) -> Reference:
+    def _voice_reference(self, engine: Synthesizer, key: str, normalize_text: bool,
+                         pronunciations: tuple[tuple[str, str], ...] = ()) -> Reference:
         voice = self.voices.get(key)  # revalidated against the shared directory: never a deleted voice
-        cache_key = (voice.id, voice.sha256, normalize_text)
+        cache_key = (voice.id, voice.sha256, normalize_text, pronunciations)
         reference = self.references.get(cache_key)
         if reference is not None:
             self.metrics.voice_cache.labels("hit").inc()
             return reference
         self.metrics.voice_cache.labels("miss").inc()
         reference = engine.make_reference(self.voices.load_wave(voice), voice.reference_text,
-                                          normalize_text=normalize_text)
+                                          normalize_text=normalize_text, pronunciations=pronunciations)
         self.references.put(cache_key, reference)
         return reference
 
@@ -223,25 +245,31 @@ class SynthesisCore:
         output = self.output_options(request.response_format, request.sample_rate, request.remove_silence,
                                      request.loudness)
         reference = await self.reference(voice=request.voice, reference_audio=request.reference_audio,
-                                         reference_text=request.reference_text, normalize_text=options.normalize_text)
+                                         reference_text=request.reference_text, normalize_text=options.normalize_text,
+                                         pronunciations=options.pronunciations)
         return text, reference, options, output
 
     async def normalize_request(self, text: str, *, voice: str | None, reference_text: str | None,
-                                reference_seconds: float | None, speed: float | None, normalize_text: bool) -> dict:
-        from ptbr_model.text import chunk_budget_bytes, chunk_text, fit_to_vocab, load_vocab
+                                reference_seconds: float | None, speed: float | None, normalize_text: bool,
+                                pronunciations: dict[str, str] | None = None) -> dict:
+        from ptbr_model.text import chunk_budget_bytes, chunk_text, fit_to_vocab
         from ptbr_model.text import normalize as normalize_pt
 
-        if self.stored is None:
-            raise ApiError(503, "model", self.status.describe(), retry_after=5)
+        engine = self.require_ready()
         self.check_text("text", text, self.settings.max_text_chars, "PTBR_MAX_TEXT_CHARS")
-        vocab = self.engine.vocab if self.engine is not None else load_vocab(self.stored.vocab_path)
-        spoken, removed = fit_to_vocab(normalize_pt(text) if normalize_text else text, vocab)
+        lexicon = engine.lexicon_for(self.check_pronunciations(pronunciations))
+        vocab = engine.vocab
+
+        def read(value: str) -> str:
+            return normalize_pt(value, lexicon=lexicon) if normalize_text else value
+
+        spoken, removed = fit_to_vocab(read(text), vocab)
         rate_speed = speed or self.settings.speed
         if voice is not None and voice.strip():
             saved = await anyio.to_thread.run_sync(self.voices.get, voice.strip())
             reference_text, reference_seconds = saved.reference_text, saved.duration_s
         if reference_text and reference_seconds:
-            reference, _ = fit_to_vocab(normalize_pt(reference_text) if normalize_text else reference_text, vocab)
+            reference, _ = fit_to_vocab(read(reference_text), vocab)
             budget = chunk_budget_bytes(reference, reference_seconds, rate_speed)
         else:
             budget = chunk_budget_bytes("x" * TYPICAL_REFERENCE_BYTES, TYPICAL_REFERENCE_SECONDS, rate_speed)
@@ -364,7 +392,7 @@ class SynthesisCore:
             from ptbr_model.text import fit_to_vocab, normalize
 
             wave = self.prepare_upload(reference_audio)
-            model_text, removed = fit_to_vocab(normalize(transcript), engine.vocab)
+            model_text, removed = fit_to_vocab(normalize(transcript, lexicon=engine.lexicon_for()), engine.vocab)
             if not model_text.strip():
                 raise NothingToSay("reference_text", "".join(removed))
             return self.voices.create(

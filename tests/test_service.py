@@ -317,3 +317,29 @@ def test_normalize_rejects_blank_text(service):
     response = httpx.post(f"{service.url}/normalize", json={"text": "  "}, timeout=10)
     assert response.status_code == 400
     assert "text" in response.json()["error"]
+
+
+def test_pronunciations_respell_words_for_this_request(service, reference_file):
+    plain = httpx.post(f"{service.url}/normalize", json={"text": "O Xuxa chegou."}, timeout=10).json()
+    respelled = httpx.post(f"{service.url}/normalize", timeout=10,
+                           json={"text": "O Xuxa chegou.", "pronunciations": {"Xuxa": "Chucha"}}).json()
+    assert plain["text"] == "O Xuxa chegou." and respelled["text"] == "O Chucha chegou."
+    loanword = httpx.post(f"{service.url}/normalize", json={"text": "Vi no YouTube."}, timeout=10).json()
+    assert loanword["text"] == "Vi no Iutúbi."  # the built-in loanword lexicon (keeps the capital)
+    # Multipart forms carry the map as JSON text; the synthesis reads the respelling.
+    response = synthesize(service, reference_file, text="O Xuxa chegou.", seed="4",
+                          pronunciations=json.dumps({"Xuxa": "Chucha"}))
+    assert response.status_code == 200, response.text
+    assert response.content == synthesize(service, reference_file, text="O Chucha chegou.", seed="4").content
+
+
+@pytest.mark.parametrize("entries,fragment", [
+    ({"show": "☃"}, "☃"),
+    ({f"palavra{n}": "x" for n in range(101)}, "PTBR_MAX_PRONUNCIATIONS"),
+    ("não é json", "JSON object"),
+])
+def test_bad_pronunciations_are_a_400_naming_the_problem(service, reference_file, entries, fragment):
+    value = entries if isinstance(entries, str) else json.dumps(entries)
+    response = synthesize(service, reference_file, pronunciations=value)
+    assert response.status_code == 400, response.text
+    assert "pronunciations" in response.text and fragment in response.text

@@ -9,7 +9,6 @@ import time
 import wave
 
 import httpx
-import numpy as np
 import pytest
 
 from served import import_demo, start_demo
@@ -26,8 +25,11 @@ LONG_TEXT = " ".join(f"Esta é a frase número {n}, que mantém o modelo ocupado
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     tag = import_demo()
+    lexicon = tmp_path_factory.mktemp("lexicon") / "lexicon.tsv"
+    lexicon.write_text("Zé-Bento\tZé Bento\nYouTube\tiútube\n", encoding="utf-8")
     served = start_demo(tag, tmp_path_factory.mktemp("stream") / "serve.log",
-                        PTBR_DATA_DIR=str(tmp_path_factory.mktemp("data")), PTBR_QUEUE_MAX_WAITING="1")
+                        PTBR_DATA_DIR=str(tmp_path_factory.mktemp("data")), PTBR_QUEUE_MAX_WAITING="1",
+                        PTBR_LEXICON_FILE=str(lexicon))
     reference = wav_bytes(voice_like(3.0))
     response = httpx.post(f"{served.url}/create_voice", data={"name": "Fluxo", "reference_text": REFERENCE_TEXT},
                           files={"reference_audio": ("r.wav", reference)}, timeout=60)
@@ -169,3 +171,8 @@ def test_full_queue_answers_429_with_retry_after_and_light_routes_stay_fast(serv
     assert [r.status_code for r in results] == [200, 200]
     assert busy, "the long requests ended before the light routes were measured"
     assert max(light.values()) < 0.5, light
+
+
+def test_the_lexicon_file_from_the_settings_is_read(service):
+    body = httpx.post(f"{service.url}/normalize", json={"text": "O Zé-Bento viu no YouTube."}, timeout=10).json()
+    assert body["text"] == "O Zé Bento viu no Iútube."  # the file's entries win over the built-in ones

@@ -1,5 +1,6 @@
 """Properties of the normaliser over generated text: never raises, no digit left, idempotent,
-and after fit_to_vocab only vocabulary characters remain."""
+and after fit_to_vocab only vocabulary characters remain; with no lexicon, and with the built-in
+lexicon plus user entries."""
 
 import re
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptbr_model.text import fit_to_vocab, normalize
+from ptbr_model.text import Lexicon, fit_to_vocab, normalize
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ASCII_DIGIT = re.compile("[0-9]")
@@ -23,7 +24,16 @@ TRIGGER_TOKENS = [
     "janeiro", "dia", "e", "ou", "mil", "milhões", "vc", "1/2", "3/4", "25/12", "25/12/1990", "14h30", "14:30",
     "2020", "98765-4321", "(11)", "01310-100", "é", "Ô", "Õ", "…", "–", "“", "”", "½", "²", "١", "\t", "S.A.",
     "a.C.", "Ltda.", "A", "Z", "!", "?", "ǅ", "①", "\u200b", "\u00a0",
+    # Round 2: fractions, spaced thousands, gender-marked abbreviations, slash shorthands.
+    "1 1/2", "5/13", "1/100", "000", " 000", "Profª", "Prof.ª", "Eng.º", "V. Exª", "§§", "c/", "p/", "inciso",
+    "artigo", "mil", "mi", "01", "dia", "555-1234",
+    # Lexicon words, their plurals, hyphens, apostrophes, capitals, and addresses around them.
+    "YouTube", "show", "shows", "SHOW", "Wi-Fi", "e-mail", "e-mails", "-", "'", "’", "McDonald's", "site", "website",
+    "gmail", "youtube.com", "live", "Amazonas", "nubank", "OK", "ok", "hashtag", "_", "dj",
 ]  # fmt: skip
+# The built-in lexicon, with user entries over it (an identity entry, a plural override, a hyphenated word).
+LEXICON = Lexicon.builtin().merged({"nubank": "nubânqui", "ok": "ok", "shows": "xôus", "zé-lelé": "zé lelé"})
+lexicons = pytest.mark.parametrize("lexicon", [None, LEXICON], ids=["no lexicon", "lexicon"])
 triggers = st.lists(st.sampled_from(TRIGGER_TOKENS), max_size=14).map("".join)
 spaced_triggers = st.lists(st.sampled_from(TRIGGER_TOKENS), max_size=14).map(" ".join)
 any_text = st.text(max_size=80)
@@ -34,32 +44,38 @@ texts = st.one_of(any_text, portuguese_like_text, triggers, spaced_triggers)
 
 
 
+@lexicons
 @PROPERTY_SETTINGS
-@given(texts)
-def test_normalize_never_raises_and_leaves_no_ascii_digit(text: str) -> None:
-    assert ASCII_DIGIT.search(normalize(text)) is None
+@given(text=texts)
+def test_normalize_never_raises_and_leaves_no_ascii_digit(lexicon: Lexicon | None, text: str) -> None:
+    assert ASCII_DIGIT.search(normalize(text, lexicon=lexicon)) is None
 
 
+@lexicons
 @PROPERTY_SETTINGS
-@given(texts)
-def test_normalize_is_idempotent(text: str) -> None:
-    once = normalize(text)
-    assert normalize(once) == once
+@given(text=texts)
+def test_normalize_is_idempotent(lexicon: Lexicon | None, text: str) -> None:
+    once = normalize(text, lexicon=lexicon)
+    assert normalize(once, lexicon=lexicon) == once
 
 
+@lexicons
 @PROPERTY_SETTINGS
-@given(texts)
-def test_normalize_is_deterministic_and_collapses_whitespace(text: str) -> None:
-    result = normalize(text)
-    assert result == normalize(text)
+@given(text=texts)
+def test_normalize_is_deterministic_and_collapses_whitespace(lexicon: Lexicon | None, text: str) -> None:
+    result = normalize(text, lexicon=lexicon)
+    assert result == normalize(text, lexicon=lexicon)
     assert result == result.strip()
     assert "  " not in result and "\n" not in result and "\t" not in result
 
 
+@lexicons
 @PROPERTY_SETTINGS
 @given(text=texts)
-def test_fitted_text_uses_only_vocabulary_characters(shipped_vocab: frozenset[str], text: str) -> None:
-    fitted, removed = fit_to_vocab(normalize(text), shipped_vocab)
+def test_fitted_text_uses_only_vocabulary_characters(
+    shipped_vocab: frozenset[str], lexicon: Lexicon | None, text: str
+) -> None:
+    fitted, removed = fit_to_vocab(normalize(text, lexicon=lexicon), shipped_vocab)
     assert all(char in shipped_vocab for char in fitted)
     assert removed == sorted(set(removed))
     assert not any(char in shipped_vocab for char in removed)

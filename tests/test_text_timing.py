@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ptbr_model.text import chunk_text, fit_to_vocab, normalize
+from ptbr_model.text import Lexicon, chunk_text, fit_to_vocab, normalize
 
 SIZE = 100_000
 TIME_LIMIT_SECONDS = 1.0
@@ -62,12 +62,29 @@ ADVERSARIAL_INPUTS = {
     "long phone-like run": "98765-" + "9" * (SIZE - 6),
     "scores": _repeat("1x"),
     "realistic mix": _repeat("Sr. D. Pedro II 1.234,56 R$ 10,50 14h30 25/12/1990 CPF www.x.com.br a@b.com "),
+    "mixed numbers": _repeat("1 1/2 "),
+    "spaced thousands": _repeat("1 000 "),
+    "spaced digit groups": _repeat("100 "),
+    "gender-marked abbreviations": _repeat("Prof.ª "),
+    "lexicon words": _repeat("show YouTube Wi-Fi e-mails "),
+    "one hyphen chain": "a-" * (SIZE // 2),
+    "apostrophe chain": "a'" * (SIZE // 2),
+    "hyphenated lexicon words": _repeat("show-site-"),
+    "lexicon words in addresses": _repeat("youtube.show@gmail."),
+    "one long word": "w" * SIZE,
 }
+# The built-in lexicon with user entries over it, as a request with pronunciations uses it.
+LEXICON = Lexicon.builtin().merged({"nubank": "nubânqui", "zé-lelé": "zé lelé"})
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL_INPUTS.values(), ids=ADVERSARIAL_INPUTS.keys())
 def test_normalize_is_linear_on_adversarial_input(text: str) -> None:
     assert _best_seconds(lambda: normalize(text)) < TIME_LIMIT_SECONDS
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL_INPUTS.values(), ids=ADVERSARIAL_INPUTS.keys())
+def test_normalize_with_the_lexicon_is_linear_on_adversarial_input(text: str) -> None:
+    assert _best_seconds(lambda: normalize(text, lexicon=LEXICON)) < TIME_LIMIT_SECONDS
 
 
 def test_fit_and_chunk_are_fast_on_long_text() -> None:

@@ -1,4 +1,6 @@
-"""Abbreviations with a dot ("Sr.", "Av.", "séc.", "etc."), "nº", and a few chat shorthands ("vc").
+"""Abbreviations with a dot ("Sr.", "Av.", "séc.", "etc."), with an ordinal indicator marking the gender
+("Profª", "Prof.ª", "Eng.º", "Drª"), "nº", "§§", slash shorthands ("c/", "s/", "p/") and a few chat
+shorthands ("vc").
 
 Expansions keep the capital of a title-case abbreviation ("Dr." -> "Doutor", "av." -> "avenida").
 """
@@ -19,7 +21,9 @@ class Abbreviation:
     may_end_sentence: bool = False
 
 
-_SENTENCE_FINAL = frozenset({"etc.", "ltda.", "cia.", "S.A.", "S/A", "jr.", "a.C.", "d.C.", "hab."})
+_SENTENCE_FINAL = frozenset(
+    {"etc.", "ltda.", "cia.", "S.A.", "S/A", "jr.", "a.C.", "d.C.", "hab.", "atte.", "att.", "abs."}
+)
 
 # Written forms, matched ignoring case; a space in the form is optional in the text.
 ABBREVIATIONS = {
@@ -29,14 +33,22 @@ ABBREVIATIONS = {
         "dr.": "doutor", "dra.": "doutora", "drs.": "doutores", "dras.": "doutoras",
         "prof.": "professor", "profa.": "professora", "profs.": "professores", "profas.": "professoras",
         "exmo.": "excelentíssimo", "exma.": "excelentíssima", "ilmo.": "ilustríssimo", "ilma.": "ilustríssima",
-        "v. sa.": "vossa senhoria", "v. exa.": "vossa excelência", "pe.": "padre", "jr.": "júnior",
+        "v. sa.": "Vossa Senhoria", "v. exa.": "Vossa Excelência", "s. exa.": "Sua Excelência",
+        "s. sa.": "Sua Senhoria", "v. exª": "Vossa Excelência", "v. ex.ª": "Vossa Excelência",
+        "s. exª": "Sua Excelência", "s. ex.ª": "Sua Excelência", "v. sª": "Vossa Senhoria",
+        "v. s.ª": "Vossa Senhoria", "n. sra.": "Nossa Senhora", "n. srª": "Nossa Senhora",
+        "n. sr.ª": "Nossa Senhora", "pe.": "padre", "jr.": "júnior",
         "eng.": "engenheiro", "enga.": "engenheira", "adv.": "advogado", "gov.": "governador",
         "dep.": "deputado", "sen.": "senador", "pres.": "presidente", "gen.": "general", "ten.": "tenente",
         "sgt.": "sargento", "sto.": "santo", "sta.": "santa",
         "av.": "avenida", "pça.": "praça", "pç.": "praça", "rod.": "rodovia", "trav.": "travessa",
-        "estr.": "estrada", "al.": "alameda", "apto.": "apartamento", "ap.": "apartamento",
+        "estr.": "estrada", "apto.": "apartamento", "ap.": "apartamento",
         "depto.": "departamento", "cia.": "companhia", "ltda.": "limitada",
         "tel.": "telefone", "cel.": "celular", "obs.": "observação", "aprox.": "aproximadamente",
+        "cód.": "código", "fl.": "folha", "fls.": "folhas", "apt.": "apartamento", "atte.": "atenciosamente",
+        "att.": "atenciosamente", "abs.": "abraços", "inc.": "inciso", "al.": "alameda", "ex.": "exemplo",
+        "qtd.": "quantidade", "qtde.": "quantidade", "ref.": "referência", "doc.": "documento",
+        "proc.": "processo", "dept.": "departamento", "cx.": "caixa", "unid.": "unidade", "dz.": "dúzia",
         "máx.": "máximo", "mín.": "mínimo", "pág.": "página", "págs.": "páginas", "pg.": "página",
         "pp.": "páginas", "vol.": "volume", "vols.": "volumes", "cap.": "capítulo", "caps.": "capítulos",
         "art.": "artigo", "arts.": "artigos", "fig.": "figura", "tab.": "tabela",
@@ -55,6 +67,21 @@ CASE_SENSITIVE_ABBREVIATIONS = {
     }.items()
 }  # fmt: skip
 _BY_KEY = {written.replace(" ", ""): abbreviation for written, abbreviation in ABBREVIATIONS.items()}
+
+# Abbreviations whose ordinal indicator gives the gender: "Profª" and "Prof.ª" -> "Professora", "Eng.º" ->
+# "Engenheiro". (masculine, feminine); "°" is accepted for "º", as it is often typed.
+GENDER_MARKED = {
+    "prof": ("professor", "professora"), "dr": ("doutor", "doutora"), "eng": ("engenheiro", "engenheira"),
+    "adv": ("advogado", "advogada"), "sr": ("senhor", "senhora"), "d": ("Dom", "Dona"),
+    "exm": ("excelentíssimo", "excelentíssima"), "ilm": ("ilustríssimo", "ilustríssima"),
+    "arq": ("arquiteto", "arquiteta"), "psic": ("psicólogo", "psicóloga"), "méd": ("médico", "médica"),
+    "ex": ("excelência", "excelência"), "s": ("senhoria", "senhoria"),
+}  # fmt: skip
+# Titles that mean something else before a name: "Cel. Souza" is a colonel, "cel. 9999-0000" a mobile.
+TITLES_BEFORE_A_NAME = {"cel.": "coronel"}
+
+# "c/ açúcar", "s/ juros", "p/ você": a lower-case letter, a slash and a space before a word.
+SLASH_SHORTHANDS = {"c": "com", "s": "sem", "p": "para"}
 
 CHAT_SHORTHANDS = {"vc": "você", "vcs": "vocês", "tb": "também", "tbm": "também", "pq": "porque"}
 
@@ -82,6 +109,9 @@ _PAGE = re.compile(r"(?<![^\W\d_])p\. ?(?=\d)")
 _SINGLE_LETTER_TITLE = re.compile(
     r"(?<![^\W\d_.])(?P<letter>[DRS])\. (?=(?P<name>[A-ZÀ-Ý][a-zà-ÿ]{1,40})|[DRS]\. |(?<=R\. )\d)"
 )
+_GENDER_MARKED = re.compile(r"(?<![^\W\d_])(?P<stem>[^\W\d_ªº]{1,5})\.?(?P<mark>[ºª°])(?![^\W\d_])")
+_SLASH_SHORTHAND = re.compile(r"(?<![^\W\d_/])(?P<letter>[csp])/ (?=[^\W\d_])")
+_NAME_FOLLOWS = re.compile(r" [A-ZÀ-Ý][a-zà-ÿ]{1,40}")
 _CHAT_SHORTHAND = re.compile(r"(?<![^\W\d_])(?:" + "|".join(CHAT_SHORTHANDS) + r")(?![^\W\d_])")
 _LOOK_BACK_CHARS = 48
 _PREVIOUS_WORD = re.compile(r"([^\W\d_]{1,40}) $")
@@ -105,8 +135,20 @@ def _expand(match: re.Match[str], abbreviation: Abbreviation) -> str:
 
 
 def _read_abbreviation(match: re.Match[str]) -> str:
-    abbreviation = _BY_KEY.get(match.group(0).lower().replace(" ", ""))
+    key = match.group(0).lower().replace(" ", "")
+    title = TITLES_BEFORE_A_NAME.get(key)
+    if title is not None and _NAME_FOLLOWS.match(match.string, match.end()):
+        return spaced(match, _match_case(match.group(0), title))
+    abbreviation = _BY_KEY.get(key)
     return match.group(0) if abbreviation is None else _expand(match, abbreviation)
+
+
+def _read_gender_marked(match: re.Match[str]) -> str:
+    forms = GENDER_MARKED.get(match.group("stem").lower())
+    if forms is None:
+        return match.group(0)
+    words = forms[1] if match.group("mark") == "ª" else forms[0]
+    return spaced(match, _match_case(match.group(0), words))
 
 
 def _read_case_sensitive_abbreviation(match: re.Match[str]) -> str:
@@ -128,10 +170,14 @@ def expand_abbreviations(text: str) -> str:
     if "#" in text:
         text = _NUMBER_SIGN.sub("número ", text)
     # Every written form has a dot, a slash or an ordinal sign: most text skips these scans.
-    if "." in text or "/" in text or "º" in text or "°" in text:
+    if "." in text or "/" in text or "º" in text or "°" in text or "ª" in text:
         text = _PAGE.sub("página ", text)
         text = _CASE_SENSITIVE_ABBREVIATION.sub(_read_case_sensitive_abbreviation, text)
         text = _MULTI_PART_ABBREVIATION.sub(_read_abbreviation, text)
+        if "º" in text or "ª" in text or "°" in text:
+            text = _GENDER_MARKED.sub(_read_gender_marked, text)
         text = _ONE_WORD_FORM.sub(_read_abbreviation, text)
         text = _SINGLE_LETTER_TITLE.sub(_read_single_letter_title, text)
+        if "/ " in text:
+            text = _SLASH_SHORTHAND.sub(lambda match: SLASH_SHORTHANDS[match.group("letter")] + " ", text)
     return _CHAT_SHORTHAND.sub(lambda match: CHAT_SHORTHANDS[match.group(0)], text)

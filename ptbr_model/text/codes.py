@@ -13,11 +13,15 @@ from .spacing import spaced
 
 # Two four-digit numbers in these bounds joined by a hyphen are a year range ("2020-2024"), not a phone.
 _YEAR_RANGE_BOUNDS = (1000, 2199)
+# Without an area code, "NNN-NNNN", "NNNN-NNNN" and "NNNNN-NNNN" are phone numbers ("555-1234", "3456-7890",
+# "98765-4321"), read digit by digit, never as a range or a subtraction. Two round numbers in increasing
+# order ("500-1000", "3500-4000") are a range.
+_ROUND = 10
 
 _PHONE = re.compile(
     r"(?<![\w+(-])(?:\+(?P<country>\d{1,3}) ?)?"
     r"(?:\((?P<area_paren>\d{2})\) ?|(?P<area>\d{2}) (?=\d{4,5}-))?"
-    r"(?P<prefix>\d{4,5})-(?P<line>\d{4})(?![\d-])"
+    r"(?P<prefix>\d{3,5})-(?P<line>\d{4})(?![\d-])"
 )
 _CPF = re.compile(r"(?<![\d.-])(\d{3})\.(\d{3})\.(\d{3})-(\d{2})(?![\d-])")
 _CNPJ = re.compile(r"(?<![\d./-])(\d{2})\.(\d{3})\.(\d{3})/(\d{4})-(\d{2})(?![\d-])")
@@ -33,12 +37,16 @@ def _is_year_range(prefix: str, line: str) -> bool:
     return len(prefix) == 4 and low <= int(prefix) <= high and low <= int(line) <= high
 
 
+def _is_round_range(prefix: str, line: str) -> bool:
+    low, high = int(prefix), int(line)
+    return low < high and low % _ROUND == 0 and high % _ROUND == 0
+
+
 def _read_phone(match: re.Match[str]) -> str:
     country = match.group("country")
     area = match.group("area_paren") or match.group("area")
     prefix, line = match.group("prefix"), match.group("line")
-    if not (country or area) and (_is_year_range(prefix, line) or not prefix.startswith(("2", "3", "4", "5", "9"))):
-        # Without an area code only landline (2-5) and mobile (9) prefixes look like phones.
+    if not (country or area) and (_is_year_range(prefix, line) or _is_round_range(prefix, line)):
         return match.group(0)
     groups = []
     if country:

@@ -32,6 +32,14 @@ FEMININE_WORDS = frozenset(
     entrevistas
     """.split()
 )
+# Feminine loanwords as the pronunciation lexicon respells them ("duas lives" -> "duas laives"): the number
+# in front sees the respelling, whose ending does not tell the gender.
+FEMININE_LOANWORD_RESPELLINGS = frozenset(
+    """
+    laive laives sélfi sélfis réchtégui réchtéguis pleilísti pleilístis báique báiques istartâpi istartâpis
+    niuzléter niuzléters cóu cóus párti pártis
+    """.split()
+)
 
 # Words with feminine-looking endings that are masculine (mostly Greek -ma nouns) or generic (-ista).
 MASCULINE_WORDS = frozenset(
@@ -77,7 +85,7 @@ def is_feminine_name(name: str) -> bool:
 def is_feminine(word: str) -> bool:
     """Best guess of the grammatical gender of a Portuguese noun or adjective."""
     lowered = word.lower()
-    if lowered in FEMININE_WORDS:
+    if lowered in FEMININE_WORDS or lowered in FEMININE_LOANWORD_RESPELLINGS:
         return True
     if lowered in MASCULINE_WORDS or lowered in FUNCTION_WORDS or lowered.endswith(GENERIC_ENDINGS):
         return False

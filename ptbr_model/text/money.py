@@ -28,7 +28,8 @@ SCALE_WORDS = {
 
 _SYMBOL_ALTERNATION = "|".join(re.escape(symbol) for symbol in sorted(CURRENCY_SYMBOLS, key=len, reverse=True))
 _SCALE_ALTERNATION = "|".join(sorted(SCALE_WORDS, key=len, reverse=True))
-_AMOUNT = r"(?P<amount>\d+(?:[.,]\d+)*)(?: (?P<scale>" + _SCALE_ALTERNATION + r")(?![^\W\d_]))?"
+# The scale word may be glued to the amount: "R$10mil", "R$ 1,5mi".
+_AMOUNT = r"(?P<amount>\d+(?:[.,]\d+)*)(?: ?(?P<scale>" + _SCALE_ALTERNATION + r")(?![^\W\d_]))?"
 _SYMBOL_FIRST = re.compile(
     r"(?:(?<![^\s(\[])(?P<sign>-) ?)?(?<![^\W\d_])(?P<symbol>" + _SYMBOL_ALTERNATION + r") ?"
     r"(?<![\d.,])" + _AMOUNT

@@ -8,6 +8,10 @@ A pass can free a neighbour for an earlier pass ("nºR$" -> "nº reais": now "n�
 passes are repeated until the text stops changing (in practice one extra round that changes nothing).
 That makes the normaliser idempotent by construction: its result is a fixed point.
 
+A pronunciation lexicon, when given, is applied at the start of every round, before the passes: the
+user's respellings win over the readers ("OK" -> the lexicon's "okei"), and words the passes produce
+("gmail" from an e-mail address) are respelled in the next round, so the result is still a fixed point.
+
 Every pattern is linear: bounded or guarded quantifiers, no nested repeats, and whitespace is
 collapsed first so no pattern has to scan a run of spaces.
 """
@@ -22,6 +26,7 @@ from .abbreviations import expand_abbreviations
 from .acronyms import expand_all_caps
 from .codes import expand_codes, expand_hyphenated_groups
 from .dates import expand_dates
+from .lexicon import Lexicon
 from .money import expand_money
 from .numbers import expand_numbers, expand_ordinals, spell_remaining_digits, split_ranges
 from .roman import expand_roman_numerals
@@ -31,10 +36,10 @@ from .times import expand_times
 from .units import expand_units
 from .web import expand_web_addresses
 
-# Unicode fractions that a reader says as words.
+# Unicode fractions, rewritten with a slash so the fraction reader says them ("1½ hora" -> "uma hora e meia").
 VULGAR_FRACTIONS = {
-    "½": "meio", "⅓": "um terço", "⅔": "dois terços", "¼": "um quarto", "¾": "três quartos",
-    "⅕": "um quinto", "⅛": "um oitavo", "⅜": "três oitavos", "⅝": "cinco oitavos", "⅞": "sete oitavos",
+    "½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/4",
+    "⅕": "1/5", "⅛": "1/8", "⅜": "3/8", "⅝": "5/8", "⅞": "7/8",
 }  # fmt: skip
 
 # Superscript digits other than ² and ³ (which mean squared/cubed) are ordinary digits.
@@ -47,14 +52,17 @@ _NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d")
 _MINUS_SIGN = re.compile("\u2212")
 _DASH_BETWEEN_DIGITS = re.compile(r"(?<=\d)[\u2010-\u2015](?=\d)")
 _FRACTION_SLASH = re.compile("\u2044")
+# "1 000 000" and "10 000" (a space, or a no-break or thin space, between groups of three): thousands, as
+# "1.000.000" is. Read as one number only when every group after the first has exactly three digits.
+_SPACED_THOUSANDS = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?: \d{3})+(?!\d| \d|[.,]\d{3})")
 _VULGAR_FRACTION = re.compile(r"(?P<whole>\d)? ?(?P<fraction>[" + "".join(VULGAR_FRACTIONS) + "])")
 
 NormalizerPass = Callable[[str], str]
 
 
 def _read_vulgar_fraction(match: re.Match[str]) -> str:
-    words = VULGAR_FRACTIONS[match.group("fraction")]
-    return f"{match.group('whole')} e {words} " if match.group("whole") else f" {words} "
+    slashed = VULGAR_FRACTIONS[match.group("fraction")]
+    return f"{match.group('whole')} {slashed} " if match.group("whole") else f" {slashed} "
 
 
 def clean_unicode(text: str) -> str:
@@ -67,7 +75,8 @@ def clean_unicode(text: str) -> str:
     text = _DASH_BETWEEN_DIGITS.sub("-", text)
     text = _FRACTION_SLASH.sub("/", text)
     text = _VULGAR_FRACTION.sub(_read_vulgar_fraction, text)
-    return collapse_whitespace(text)
+    text = collapse_whitespace(text)
+    return _SPACED_THOUSANDS.sub(lambda match: match.group(0).replace(" ", "."), text)
 
 
 def collapse_whitespace(text: str) -> str:
@@ -100,7 +109,9 @@ _ASCII_DIGIT = re.compile("[0-9]")
 MAX_ROUNDS = 6
 
 
-def _run_passes(text: str) -> str:
+def _run_passes(text: str, lexicon: Lexicon | None = None) -> str:
+    if lexicon is not None:
+        text = lexicon.apply(text)
     has_digits = _ASCII_DIGIT.search(text) is not None
     for normalizer_pass, acts_on_digits in PASSES:
         if acts_on_digits and not has_digits:
@@ -113,15 +124,16 @@ def _run_passes(text: str) -> str:
     return _SPACE_BEFORE_PUNCTUATION.sub("", collapse_whitespace(text))
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, *, lexicon: Lexicon | None = None) -> str:
     """Spell out numbers, money, dates, times, units, abbreviations, symbols and acronyms for pt-BR TTS.
 
     Pure, deterministic and idempotent; keeps sentence punctuation (. , ; : ! ?) for prosody and
-    leaves no ASCII digit behind.
+    leaves no ASCII digit behind. ``lexicon``: respell its words first (``Lexicon.builtin()`` for the
+    shipped loanwords); None applies no lexicon.
     """
     text = clean_unicode(text)
     for _ in range(MAX_ROUNDS):
-        normalized = _run_passes(text)
+        normalized = _run_passes(text, lexicon)
         if normalized == text:
             break
         text = normalized

@@ -30,7 +30,8 @@ MASCULINE_SCALE_WORDS = frozenset(
     {"milhão", "milhões", "bilhão", "bilhões", "trilhão", "trilhões", "quatrilhão", "quatrilhões"}
 )
 
-# Denominators read as ordinals ("três quartos"); larger ones are not treated as fractions.
+# Denominators read as ordinals ("três quartos"). Others are read with "avos" ("cinco treze avos"), except the
+# powers of ten below (``POWER_OF_TEN_DENOMINATORS``), which have their own ordinal.
 FRACTION_DENOMINATORS = {
     2: ("meio", "meios"),
     3: ("terço", "terços"),
@@ -42,6 +43,7 @@ FRACTION_DENOMINATORS = {
     9: ("nono", "nonos"),
     10: ("décimo", "décimos"),
 }
+POWER_OF_TEN_DENOMINATORS = {100: ("centésimo", "centésimos"), 1000: ("milésimo", "milésimos")}
 
 # Every word a spelled-out cardinal can contain: the chunker keeps runs of them together.
 SPOKEN_NUMBER_WORDS = frozenset(
@@ -205,8 +207,11 @@ def is_exactly_one(token: str) -> bool:
 
 
 def fraction_words(numerator: int, denominator: int, *, feminine: bool = False) -> str:
-    """1/2 -> 'meio' (or 'meia'), 3/4 -> 'três quartos'."""
-    singular, plural = FRACTION_DENOMINATORS[denominator]
+    """1/2 -> 'meio' (or 'meia'), 3/4 -> 'três quartos', 5/13 -> 'cinco treze avos', 1/100 -> 'um centésimo'."""
     if denominator == 2 and numerator == 1:
         return "meia" if feminine else "meio"
+    names = FRACTION_DENOMINATORS.get(denominator) or POWER_OF_TEN_DENOMINATORS.get(denominator)
+    if names is None:
+        return f"{cardinal(numerator)} {cardinal(denominator)} avos"
+    singular, plural = names
     return f"{cardinal(numerator)} {singular if numerator == 1 else plural}"

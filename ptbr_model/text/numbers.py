@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .gender import feminine_follows
-from .number_words import MONTH_NAMES, digits_as_words, number_words, ordinal, split_number
+from .number_words import MONTH_NAMES, cardinal, digits_as_words, number_words, ordinal, split_number
 from .spacing import spaced
 
 _MAX_ORDINAL_DIGITS = 6
@@ -17,9 +17,13 @@ _RANGE = re.compile(r"(?<![\d.,-])(?P<low>\d+(?:[.,]\d+)*)-(?P<high>\d+(?:[.,]\d
 _HYPHEN_BETWEEN_LETTER_AND_DIGIT = re.compile(r"(?<=[^\W\d_])-(?=\d)|(?<=\d)-(?=[^\W\d_])")
 _NUMBER = re.compile(r"(?:(?<![^\s(\[])(?P<sign>-))?(?<!\d)(?<!\d[.,])(?P<number>\d+(?:[.,]\d+)*)")
 _ANY_DIGITS = re.compile(r"\d+")
-_FOLLOWED_BY_MONTH = re.compile(r" de (?:" + "|".join(MONTH_NAMES) + r")(?![^\W\d_])", re.IGNORECASE)
+# "1 de maio", "1 e 2 de maio", "1 a 5 de maio": the number is a day of the month.
+_FOLLOWED_BY_MONTH = re.compile(
+    r"(?: (?:e|a|ou|até) \d{1,2})? de (?:" + "|".join(MONTH_NAMES) + r")(?![^\W\d_])", re.IGNORECASE
+)
 _PRECEDED_BY_DIA = re.compile(r"(?<![^\W\d_])dia $", re.IGNORECASE)
-_LOOK_BACK_CHARS = 5
+_DAY_OF_MONTH = re.compile(r"0?[1-9]|[12]\d|3[01]")
+_LOOK_BACK_CHARS = 6
 
 
 def _read_ordinal(match: re.Match[str]) -> str:
@@ -45,19 +49,24 @@ def split_ranges(text: str) -> str:
     return _HYPHEN_BETWEEN_LETTER_AND_DIGIT.sub(" ", text)
 
 
-def _is_first_of_month(match: re.Match[str]) -> bool:
-    """'1 de janeiro' and 'dia 1' are read 'primeiro', as Brazilians do."""
-    if match.group("number") != "1" or match.group("sign"):
-        return False
+def _day_of_month(match: re.Match[str]) -> int | None:
+    """The day in '1 de janeiro', '01 de setembro', 'dia 1', 'dia 05', 'dias 1 e 2'; None for other numbers."""
+    number = match.group("number")
+    if len(number) > 2 or match.group("sign") or _DAY_OF_MONTH.fullmatch(number) is None:
+        return None
     text, start = match.string, match.start()
     if _FOLLOWED_BY_MONTH.match(text, match.end()):
-        return True
-    return _PRECEDED_BY_DIA.search(text[max(0, start - _LOOK_BACK_CHARS) : start]) is not None
+        return int(number)
+    if _PRECEDED_BY_DIA.search(text[max(0, start - _LOOK_BACK_CHARS) : start]) is not None:
+        return int(number)
+    return None
 
 
 def _read_number(match: re.Match[str]) -> str:
-    if _is_first_of_month(match):
-        return spaced(match, "primeiro")
+    day = _day_of_month(match)
+    if day is not None:
+        # The first day is "primeiro", as Brazilians say it; a leading zero ("01 de setembro") is not read.
+        return spaced(match, "primeiro" if day == 1 else cardinal(day))
     number = match.group("number")
     feminine = split_number(number) is not None and feminine_follows(match.string, match.end())
     words = number_words(number, feminine=feminine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .chunking import chunk_budget_bytes, chunk_text
+from .lexicon import Lexicon
 from .normalizer import normalize
 from .vocab import fit_to_vocab
 
@@ -26,15 +27,18 @@ def prepare_text(
     ref_audio_seconds: float,
     speed: float,
     normalize_text: bool = True,
+    lexicon: Lexicon | None = None,
 ) -> PreparedText:
-    """normalize (when asked) -> fit_to_vocab -> chunk.
+    """normalize (when asked, with ``lexicon``) -> fit_to_vocab -> chunk.
+
+    The lexicon is part of normalisation: with ``normalize_text=False`` the text goes to the model as written.
 
     The chunk budget is computed from the reference transcript as the model will see it (prepared the
     same way), because upstream's rule relates the reference's bytes to its seconds.
     """
-    spoken = normalize(text) if normalize_text else text
+    spoken = normalize(text, lexicon=lexicon) if normalize_text else text
     fitted, removed = fit_to_vocab(spoken, vocab)
-    reference = normalize(ref_text) if normalize_text else ref_text
+    reference = normalize(ref_text, lexicon=lexicon) if normalize_text else ref_text
     fitted_reference, _ = fit_to_vocab(reference, vocab)
     budget = chunk_budget_bytes(fitted_reference, ref_audio_seconds, speed)
     return PreparedText(text=fitted, chunks=tuple(chunk_text(fitted, budget)), removed=tuple(removed))

@@ -8,7 +8,7 @@ import re
 SYMBOL_WORDS = {
     "R$": "reais", "US$": "dólares", "U$": "dólares", "$": "dólares", "€": "euros", "£": "libras",
     "&": "e", "@": "arroba", "+": "mais", "=": "igual a", "/": "barra", "%": "por cento",
-    "‰": "por mil", "#": "hashtag", "§": "parágrafo", "×": "vezes", "÷": "dividido por", "±": "mais ou menos",
+    "‰": "por mil", "#": "hashtag", "§§": "parágrafos", "§": "parágrafo", "×": "vezes", "÷": "dividido por", "±": "mais ou menos",
     "≤": "menor ou igual a", "≥": "maior ou igual a", "≠": "diferente de", "≈": "aproximadamente",
     "<": "menor que", ">": "maior que", "²": "ao quadrado", "³": "ao cubo",
 }  # fmt: skip
