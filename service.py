@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ptbr_model.settings import get_settings
 from serving.guards import LoadStatus, RequestGuards
+from serving.openai_api import create_app as create_openai_app
 from serving.schemas import Pronunciations, StreamInput, SynthesizeInput
 from serving.synthesis import run_route
 
@@ -22,6 +23,7 @@ LOAD_STATUS = LoadStatus()
 VoiceKey = Annotated[str, Field(description="a saved voice's id or name")]
 
 
+@bentoml.asgi_app(create_openai_app(), path="/v1")  # OpenAI-compatible API; reaches self.core at request time
 @bentoml.service(
     name="f5tts-ptbr",
     resources={"gpu": 1},

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 # Speed presets: flow steps. NFE 7 and 16 use upstream's empirically pruned step schedule (EPSS), which
@@ -84,9 +84,80 @@ class Settings(BaseSettings):
     traffic_timeout: float = Field(300.0, gt=0.0, description="seconds to the first byte of a response")
     oom_retry_after_seconds: int = Field(5, ge=1)
     log_format: Literal["text", "json"] = "text"
+
+    # OpenAI-compatible API (/v1, serving/openai_api.py)
+    voice_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="names a /v1 client may send as `voice`, each mapped to a saved voice's id or name: "
+        "'alloy=ana,nova=bia' (or a JSON object); a mapping wins over a saved voice of the same name",
+    )
+    default_voice: str | None = Field(
+        None, description="saved voice (id or name) spoken for OpenAI's built-in voice names (alloy, nova, …) that "
+        "voice_aliases does not map; unset: those names answer 404"
+    )
+    openai_model_aliases: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"),
+        description="`model` names /v1 accepts besides the served model's own (comma-separated)",
+    )
+    openai_stream_by_default: bool = Field(
+        True, description="/v1/audio/speech without stream_format streams the audio as it is generated, as OpenAI's "
+        "does (flac excepted); false answers one whole file with Content-Length and X-Audio-Duration"
+    )
+    open_listing: bool = Field(
+        True, description="once an API key is configured, GET /v1/models, /v1/audio/models and /v1/audio/voices "
+        "stay readable without it (Open WebUI lists voices and models with no Authorization header)"
+    )
     # Test hook only: sleep this long after a voice's files are written and before they are committed, so a test
     # can kill the process in the middle of a write. Never set it in production.
     test_voice_commit_pause_s: float = Field(0.0, ge=0.0)
+
+    @field_validator("voice_aliases", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: Any) -> Any:
+        return parse_aliases(value) if isinstance(value, str) else value
+
+    @field_validator("openai_model_aliases", mode="before")
+    @classmethod
+    def _parse_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("default_voice", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+def parse_aliases(text: str) -> dict[str, str]:
+    """'alloy=ana, nova = Bia Souza' (or a JSON object) → {"alloy": "ana", "nova": "Bia Souza"}. Keys are matched
+    case-insensitively, so they are stored lower-cased."""
+    import json
+
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        pairs = json.loads(text)
+        if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+            raise ValueError("PTBR_VOICE_ALIASES as JSON must be an object of strings")
+        items = list(pairs.items())
+    else:
+        items = []
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            name, sep, target = part.partition("=")
+            if not sep:
+                raise ValueError(f"PTBR_VOICE_ALIASES entry {part.strip()!r} is not name=voice")
+            items.append((name, target))
+    aliases: dict[str, str] = {}
+    for name, target in items:
+        name, target = name.strip().casefold(), target.strip()
+        if not name or not target:
+            raise ValueError(f"PTBR_VOICE_ALIASES entry {name!r}={target!r} needs both a name and a voice")
+        aliases[name] = target
+    return aliases
 
 
 def default_data_dir() -> Path:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent environment setup: FFmpeg (apt-get) + a virtualenv with the pinned packages.
+# Idempotent environment setup: FFmpeg (apt-get) + a virtualenv with the pinned packages + the openai npm
+# package for the Node client test (tests/node, npm ci).
 # A second run with unchanged pins is a no-op that returns in well under a second.
 #
 #   PTBR_VENV         where the virtualenv lives (default: <repo>/.venv)
@@ -14,16 +15,35 @@ TORCH_INDEX="${PTBR_TORCH_INDEX:-}"
 
 log() { echo "[setup] $*" >&2; }
 
-ensure_ffmpeg() {
-    command -v ffmpeg >/dev/null 2>&1 && return 0
-    log "installing FFmpeg with apt-get (torchaudio, pydub and mp3/ogg references need it)"
+apt_install() {
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { log "FFmpeg is missing and this user cannot apt-get: install ffmpeg"; exit 1; }
+        command -v sudo >/dev/null 2>&1 || { log "this user cannot apt-get: install $*"; exit 1; }
         sudo="sudo"
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_ffmpeg() {
+    command -v ffmpeg >/dev/null 2>&1 && return 0
+    log "installing FFmpeg with apt-get (torchaudio, pydub and mp3/ogg references need it)"
+    apt_install ffmpeg
+}
+
+ensure_node_client() {
+    # tests/test_openai_clients.py runs the official openai npm package (tests/node, pinned by its lock file).
+    local dir="$ROOT/tests/node"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        log "installing Node.js and npm with apt-get (the openai npm package's client test)"
+        apt_install nodejs npm
+    fi
+    local stamp="$dir/node_modules/.ptbr-lock-sha256" want
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+    log "installing the openai npm package into tests/node (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$want" > "$stamp"
 }
 
 pick_python() {
@@ -43,6 +63,7 @@ requirements_fingerprint() {
 }
 
 ensure_ffmpeg
+ensure_node_client
 
 STAMP="$VENV/.ptbr-setup-stamp"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(requirements_fingerprint)" ]; then

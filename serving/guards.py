@@ -44,6 +44,10 @@ class LoadStatus:
 
 
 class RequestGuards:
+    # Routes that enforce the upload limit themselves, in their own error shape: /v1 answers OpenAI-shaped errors
+    # (serving/openai_api.py refuses the same Content-Length before reading the body).
+    own_limit_prefixes: tuple[str, ...] = ("/v1/",)
+
     def __init__(self, app: Callable[..., Awaitable[None]], status: LoadStatus, max_upload_bytes: int) -> None:
         self.app = app
         self.status = status
@@ -55,7 +59,8 @@ class RequestGuards:
                 await self._send_json(send, 503, {"status": self.status.state, "error": self.status.describe()})
                 return
             length = self._content_length(scope)
-            if scope["method"] == "POST" and length is not None and length > self.max_body_bytes:
+            if (scope["method"] == "POST" and length is not None and length > self.max_body_bytes
+                    and not scope["path"].startswith(self.own_limit_prefixes)):
                 body = error_body(
                     "reference_audio",
                     f"request body of {length} bytes is over the {self.max_body_bytes - UPLOAD_OVERHEAD_BYTES}-byte "

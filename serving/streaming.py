@@ -5,6 +5,9 @@ through an asyncio queue, so a slow reader never stalls the device for the other
 memory, bounded by the text limit). Everything that can be refused is refused before the first byte: validation
 and the reference by the caller, the queue (429/503) here. When the client goes away, the producer stops at the
 next chunk boundary and releases the device.
+
+``framing`` lets another surface wrap the same bytes: /v1 (serving/openai_api.py) turns every encoded piece into a
+server-sent event and closes with a usage event. Without it the body is the encoded audio itself.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import asyncio
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
 
 from starlette.responses import StreamingResponse
 
@@ -25,6 +29,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ptbr.engine")
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What a finished stream produced, for a framing's closing event."""
+
+    text_chars: int  # characters of the text the model read (after normalisation), summed over its chunks
+    chunks: int
+    audio_seconds: float
+    sample_rate: int  # the model's rate (the encoder may resample)
+    seed: int
+
+
+class StreamFraming(Protocol):
+    """How encoded audio is put on the wire. Each method returns the bytes to send (b"" for nothing)."""
+
+    media_type: str
+
+    def piece(self, data: bytes) -> bytes: ...
+
+    def done(self, summary: StreamSummary) -> bytes: ...
+
+    def error(self, exc: BaseException) -> bytes: ...  # the stream breaks off after the headers were sent
 
 
 class _DeviceStream(StreamingResponse):
@@ -44,7 +71,8 @@ class _DeviceStream(StreamingResponse):
 
 async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, reference: Reference,
                            options: SynthesisOptions, output: OutputOptions, started: float,
-                           extra_headers: dict[str, str] | None = None) -> StreamingResponse:
+                           extra_headers: dict[str, str] | None = None,
+                           framing: StreamFraming | None = None) -> StreamingResponse:
     from dataclasses import replace
 
     from ptbr_model.audio_stream import StreamEncoder, stream_media_type
@@ -104,27 +132,38 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
 
     producer = threading.Thread(target=produce, name="ptbr-stream", daemon=True)
 
+    def frame(data: bytes) -> bytes:
+        return data if framing is None else framing.piece(data)
+
     async def body() -> AsyncIterator[bytes]:
         producer.start()
         first = True
         header = encoder.start()
         if header:
-            yield header
+            yield frame(header)
         while True:
             item = await pieces.get()
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
                 core.reject(endpoint, item)
+                if framing is not None and (tail := framing.error(item)):
+                    yield tail
                 return
             if item:
                 if first:
                     core.metrics.first_audio.observe(time.perf_counter() - started)
                     first = False
-                yield item
+                yield frame(item)
         core.metrics.observe_synthesis(time.perf_counter() - started, stats["audio_s"])
         core.log_ok(endpoint, started, text_chars=len(text), chunks=len(prepared.chunks), audio_s=stats["audio_s"],
                     seed=options.seed, stream=True)
+        if framing is not None:
+            summary = StreamSummary(text_chars=sum(len(chunk) for chunk in prepared.chunks),
+                                    chunks=len(prepared.chunks), audio_seconds=stats["audio_s"],
+                                    sample_rate=engine.sample_rate, seed=options.seed)
+            if tail := framing.done(summary):
+                yield tail
 
     def on_close() -> None:
         stop.set()
@@ -133,7 +172,8 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
 
     headers = {"X-Seed": str(options.seed), "X-Chunks": str(len(prepared.chunks)),
                **audio_headers(prepared.removed), **(extra_headers or {})}
-    return _DeviceStream(body(), on_close, media_type=stream_media_type(output.response_format), headers=headers)
+    media_type = stream_media_type(output.response_format) if framing is None else framing.media_type
+    return _DeviceStream(body(), on_close, media_type=media_type, headers=headers)
 
 
 def _until(waves, stop: threading.Event, stats: dict):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ptbr_model.metrics import ServiceMetrics
     from ptbr_model.voices import Voice, VoiceLibrary
     from serving.schemas import SpeechFields, StreamInput, SynthesizeInput
+    from serving.streaming import StreamFraming
 
 log = logging.getLogger("ptbr.requests")
 # A typical reference for /normalize without one: 6 s at about 16 UTF-8 bytes of transcript per second.
@@ -367,10 +368,12 @@ class SynthesisCore:
 
     async def stream_response(self, endpoint: str, text: str, reference: Reference, options: SynthesisOptions,
                               output: OutputOptions, started: float,
-                              extra_headers: dict[str, str] | None = None) -> Response:
+                              extra_headers: dict[str, str] | None = None, framing: StreamFraming | None = None,
+                              ) -> Response:
         from serving.streaming import stream_synthesis
 
-        return await stream_synthesis(self, endpoint, text, reference, options, output, started, extra_headers)
+        return await stream_synthesis(self, endpoint, text, reference, options, output, started, extra_headers,
+                                      framing=framing)
 
     # --- voices ----------------------------------------------------------------------------------------------
 
