@@ -74,6 +74,8 @@ def plan_dub(track: SubtitleTrack, engine: Any, reference: Any, options: Any, *,
     for position, cue in enumerate(cues):
         spoken, lost = fit_to_vocab(normalize(cue.text) if options.normalize_text else cue.text, engine.vocab)
         spoken = " ".join(spoken.split())
+        if not any(character.isalnum() for character in spoken):  # "♪", "…", "--": nothing to say, the cue stays silent
+            spoken = ""
         removed += [character for character in lost if character not in removed]
         next_start = cues[position + 1].start if position + 1 < len(cues) else None
         place: dict[str, Any] = {"cue": cue.index, "line": cue.line, "start": cue.start, "end": cue.end,

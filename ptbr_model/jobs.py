@@ -362,7 +362,11 @@ class JobStore:
         return JobSpec.from_json(data)
 
     def status(self, job_id: str, kind: str | None = None) -> dict[str, Any]:
-        state = self._read_state(job_id)
+        try:
+            state = self._read_state(job_id)
+        except ValueError as exc:  # corrupt on disk: skipped with a warning, never served
+            log.warning("job %s: %s", job_id, exc)
+            raise JobNotFound("task_id", f"job {_shown(job_id)} is unreadable (corrupt state) and is skipped") from None
         if kind is not None and state["kind"] != kind:
             raise JobNotFound("task_id", f"no {kind} job {_shown(job_id)}")
         return self._status(state, running=self.is_running(job_id))
