@@ -83,6 +83,11 @@ class PtBrTTS:
         self.metrics.model_ready.set(1)
         self.status.ready()
 
+    @bentoml.on_shutdown
+    def _stop_jobs(self) -> None:
+        # A running job stops at its next chunk and is handed back: restarts never count as failed attempts.
+        self.jobs.stop()
+
     def __is_ready__(self) -> bool:
         return self.status.is_ready
 

@@ -124,6 +124,10 @@ class _Stop(Exception):
     """The job was canceled or deleted while running: stop quietly."""
 
 
+class _ShuttingDown(Exception):
+    """This process is stopping (SIGTERM): leave the job for the next claimant without counting an attempt."""
+
+
 # ---------------------------------------------------------------------------------------------------- records
 
 
@@ -453,6 +457,17 @@ class JobStore:
         shutil.rmtree(trash, ignore_errors=True)
         return status
 
+    def hand_back(self, claim: Claim) -> None:
+        """A clean stop (the service is shutting down): the run is marked so, and does not count as an attempt, so
+        restarts and deploys never use up ``max_attempts``; only deaths (crash, kill -9, OOM kill) do."""
+        def change(state: dict[str, Any]) -> None:
+            if state["runs"] and state["attempts"] > 0:
+                state["attempts"] -= 1
+                state["runs"][-1]["ended"] = "shutdown"
+
+        with contextlib.suppress(JobNotFound, ValueError):
+            self._update(claim.job_id, change)
+
     def fail(self, job_id: str, reason: str) -> None:
         def change(state: dict[str, Any]) -> None:
             if state["status"] == IN_PROGRESS:
@@ -661,11 +676,20 @@ class JobExecutor:
         self.device_turn = device_turn
         self.pause_after_unit_s = pause_after_unit_s
         self.on_unit = on_unit
+        self.shutting_down = threading.Event()  # set by the service on shutdown: stop at the next unit boundary
+
+    def _stopped(self, claim: Claim) -> bool:
+        if self.shutting_down.is_set():
+            raise _ShuttingDown
+        return claim.stopped()
 
     def run(self, claim: Claim) -> None:
         job_id = claim.job_id
         try:
             self._run(claim)
+        except _ShuttingDown:
+            self.store.hand_back(claim)
+            log.info("job %s handed back at a chunk boundary: this process is stopping", job_id)
         except _Stop:
             log.info("job %s stopped (canceled or deleted)", job_id)
         except Exception as exc:  # noqa: BLE001 - a job must end failed with its reason, never stay in progress
@@ -692,12 +716,14 @@ class JobExecutor:
                               sample_rate=engine.sample_rate)
         options = SynthesisOptions(**spec.synthesis)
         for unit in spec.units[claim.done:]:
-            if claim.stopped():
+            if self._stopped(claim):
                 raise _Stop
             device_seconds = 0.0
             if unit.text:
                 unit_options = replace(options, seed=unit.seed, duration=unit.duration)
-                with self.device_turn(claim.stopped) as granted:
+                with self.device_turn(lambda: self.shutting_down.is_set() or claim.stopped()) as granted:
+                    if self.shutting_down.is_set():
+                        raise _ShuttingDown
                     if not granted:
                         raise _Stop
                     started = time.perf_counter()
@@ -713,7 +739,7 @@ class JobExecutor:
                 self.on_unit(spec.kind, device_seconds, audio_seconds)
             if self.pause_after_unit_s:
                 time.sleep(self.pause_after_unit_s)
-        if claim.stopped():
+        if self._stopped(claim):
             raise _Stop
         report, seconds = assemble(self.store, claim)
         self.store.complete(claim, report, seconds)

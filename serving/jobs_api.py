@@ -68,6 +68,13 @@ class JobsService:
             runner.start()
         return self
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """On shutdown: running jobs stop at the next chunk boundary and are handed back (no attempt is used)."""
+        self.executor.shutting_down.set()
+        deadline = time.monotonic() + timeout
+        for runner in self.runners:
+            runner.stop(max(0.0, deadline - time.monotonic()))
+
     def wake(self) -> None:
         for runner in self.runners:
             runner.wake()

@@ -307,3 +307,25 @@ def test_a_job_of_another_model_fails_with_the_reason(tmp_path, engine, referenc
     executor_for(jobs, engine).run(jobs.claim(job_id))
     status = jobs.status(job_id)
     assert status["status"] == FAILED and "f5tts-ptbr:other" in status["error"] and not status["running"]
+
+
+def test_a_clean_shutdown_hands_the_job_back_without_using_an_attempt(tmp_path, engine, reference):
+    jobs = new_store(tmp_path, max_attempts=1)
+    job_id = long_job(jobs, engine, reference, 3)
+    made = {"units": 0}
+    executor = None
+
+    @contextlib.contextmanager
+    def device_turn(stopped):
+        made["units"] += 1
+        if made["units"] == 2:
+            executor.shutting_down.set()  # SIGTERM arrives as unit 1 gets the device: it is not started
+        yield True
+
+    executor = JobExecutor(jobs, lambda: engine, device_turn)
+    executor.run(jobs.claim(job_id, "stopping"))
+    status = jobs.status(job_id)
+    assert status["status"] == IN_PROGRESS and not status["running"]
+    assert status["attempts"] == 0 and status["runs"][0]["ended"] == "shutdown" and status["runs"][0]["made"] == 1
+    executor_for(jobs, engine).run(jobs.claim(job_id, "next"))  # max_attempts=1 still allows this claim
+    assert jobs.status(job_id)["status"] == COMPLETED
