@@ -13,8 +13,9 @@ from pydantic import Field
 
 from ptbr_model.settings import get_settings
 from serving.guards import LoadStatus, RequestGuards
+from serving.jobs_api import create_jobs_app
 from serving.openai_api import create_app as create_openai_app
-from serving.schemas import Pronunciations, StreamInput, SynthesizeInput
+from serving.schemas import DubInput, LongInput, Pronunciations, StreamInput, SynthesizeInput
 from serving.synthesis import run_route
 
 # The decorator needs limits and the model tag when the class is defined: read the settings once, here.
@@ -23,6 +24,14 @@ LOAD_STATUS = LoadStatus()
 VoiceKey = Annotated[str, Field(description="a saved voice's id or name")]
 
 
+def _jobs():
+    # The mounted job apps reach this worker's service instance (and its SynthesisCore) through BentoML.
+    return bentoml.get_current_service().jobs
+
+
+# GET/PUT/DELETE routes of the jobs (BentoML APIs are POST only); …/submit is an API below.
+@bentoml.asgi_app(create_jobs_app("long", _jobs), path="/synthesize_long")
+@bentoml.asgi_app(create_jobs_app("dub", _jobs), path="/dub_subtitles")
 @bentoml.asgi_app(create_openai_app(), path="/v1")  # OpenAI-compatible API; reaches self.core at request time
 @bentoml.service(
     name="f5tts-ptbr",
@@ -36,6 +45,7 @@ class PtBrTTS:
     def __init__(self) -> None:
         from ptbr_model.metrics import ServiceMetrics
         from serving.request_log import configure_request_log
+        from serving.jobs_api import JobsService
         from serving.synthesis import SynthesisCore
 
         self.settings = get_settings()
@@ -43,6 +53,8 @@ class PtBrTTS:
         self.status = LOAD_STATUS
         configure_request_log(self.settings.log_format)
         self.core = SynthesisCore(self.settings, self.metrics, self.status)
+        # Job runner threads start now and wait for the model: they resume jobs interrupted anywhere.
+        self.jobs = JobsService(self.core).start()
         # Loading takes seconds to minutes; BentoML's /readyz would hang while __init__ runs, so load in the
         # background and report readiness through __is_ready__.
         threading.Thread(target=self._load_model, name="ptbr-model-loader", daemon=True).start()
@@ -79,11 +91,17 @@ class PtBrTTS:
         self.metrics.model_ready.set(1)
         self.status.ready()
 
+    @bentoml.on_shutdown
+    def _stop_jobs(self) -> None:
+        # A running job stops at its next chunk and is handed back: restarts never count as failed attempts.
+        self.jobs.stop()
+
     def __is_ready__(self) -> bool:
         return self.status.is_ready
 
     def __metrics__(self, content: str) -> str:
         self.core.observe_voices()
+        self.jobs.observe()
         return content + self.metrics.render()
 
     # --- speech ----------------------------------------------------------------------------------------------
@@ -123,6 +141,24 @@ class PtBrTTS:
     async def model_info(self) -> dict:
         """The loaded model: tag, architecture, preset, dtype, device, demo flag, vocabulary size, defaults, limits."""
         return self.core.model_info()
+
+    # --- jobs: POST …/submit here; …/status, …/get, …/cancel, …/delete, …/list in serving/jobs_api.py -----------
+
+    @bentoml.api(route="/synthesize_long/submit", input_spec=LongInput)
+    async def synthesize_long_submit(self, **fields) -> dict:
+        """Start a job that reads a long `text` (a chapter, a transcript) into one audio file: paragraphs pause longer
+        than sentences. Answers {"task_id", "status"}; follow it with GET /synthesize_long/status?task_id=… and fetch
+        the audio (GET /synthesize_long/get?task_id=…, any response_format) or its report (&part=report)."""
+        return await run_route(self.core, "synthesize_long_submit",
+                               lambda: self.jobs.submit("long", LongInput.model_construct(**fields)))
+
+    @bentoml.api(route="/dub_subtitles/submit", input_spec=DubInput)
+    async def dub_subtitles_submit(self, **fields) -> dict:
+        """Start a dubbing job from an .srt or .vtt file: each cue is spoken from its start time and fitted to its
+        slot (natural length, else faster within PTBR_DUB_MAX_SPEED, else overflowing into the silence before the
+        next cue, never into it). Answers {"task_id", "status"}; the report lists every cue's timing."""
+        return await run_route(self.core, "dub_subtitles_submit",
+                               lambda: self.jobs.submit("dub", DubInput.model_construct(**fields)))
 
     # --- saved voices ----------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -59,6 +59,9 @@ class SynthesisOptions:
     normalize_text: bool = True
     # A request's own respellings (word, respelling), over the synthesizer's lexicon; a tuple keeps this hashable.
     pronunciations: tuple[tuple[str, str], ...] = ()
+    # Seconds of audio to generate for one chunk (F5-TTS's duration control: the model fills exactly the frames it
+    # is given). None: upstream's rule, the reference's pace applied to the chunk's bytes (``chunk_frames``).
+    duration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -296,14 +299,28 @@ class Synthesizer:
             chunk_seed = (seed + index) % (MAX_SEED + 1)
             yield self._guard_memory(lambda: self._synthesize_chunk(reference, wave, mel, chunk, options, chunk_seed))
 
-    def _synthesize_chunk(self, reference: Reference, wave: torch.Tensor, mel: torch.Tensor, chunk: str,
-                          options: SynthesisOptions, seed: int) -> np.ndarray:
+    def chunk_frames(self, reference: Reference, chunk: str, options: SynthesisOptions) -> int:
+        """Mel frames generated for ``chunk`` after the reference (``hop_length`` samples each): ``options.duration``
+        when set, else upstream's rule (the reference's frames per byte times the chunk's bytes, over the speed;
+        chunks under 10 bytes at speed 0.3)."""
         hop = self._hop_length
+        if options.duration is not None:
+            return max(1, round(options.duration * self.sample_rate / hop))
         ref_frames = reference.wave.shape[-1] // hop
         ref_text_bytes = len(reference.text.encode("utf-8"))
         chunk_bytes = len(chunk.encode("utf-8"))
         speed = SHORT_CHUNK_SPEED if chunk_bytes < SHORT_CHUNK_BYTES else options.speed
-        duration = ref_frames + int(ref_frames / ref_text_bytes * chunk_bytes / speed)
+        return int(ref_frames / ref_text_bytes * chunk_bytes / speed)
+
+    def natural_seconds(self, reference: Reference, chunk: str, options: SynthesisOptions) -> float:
+        """How long ``chunk`` lasts when generated without a duration target."""
+        frames = self.chunk_frames(reference, chunk, replace(options, duration=None))
+        return frames * self._hop_length / self.sample_rate
+
+    def _synthesize_chunk(self, reference: Reference, wave: torch.Tensor, mel: torch.Tensor, chunk: str,
+                          options: SynthesisOptions, seed: int) -> np.ndarray:
+        ref_frames = reference.wave.shape[-1] // self._hop_length
+        duration = ref_frames + self.chunk_frames(reference, chunk, options)
         with torch.inference_mode():
             generated = sample_mel(
                 self.model,

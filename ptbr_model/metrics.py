@@ -70,6 +70,21 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
 
+        self.jobs = Gauge(
+            "ptbr_jobs", "Jobs in the data directory by state (in_progress, completed, failed, canceled)", ["state"],
+            registry=self.registry,
+        )
+        self.job_units = Counter(
+            "ptbr_job_units", "Job units (text chunks, subtitle cues) this process synthesised, by job kind", ["kind"],
+            registry=self.registry,
+        )
+        self.job_unit_seconds = Histogram(
+            "ptbr_job_unit_seconds", "Device seconds per job unit", buckets=LATENCY_BUCKETS, registry=self.registry
+        )
+        self.job_audio_seconds = Counter(
+            "ptbr_job_audio_seconds", "Seconds of audio this process generated for jobs", registry=self.registry
+        )
+
     def observe_synthesis(self, elapsed_seconds: float, audio_seconds: float) -> None:
         self.synthesis_latency.observe(elapsed_seconds)
         self.audio_seconds.inc(audio_seconds)

@@ -73,6 +73,39 @@ class Settings(BaseSettings):
         description="where voices, jobs and caches live; several replicas may share it",
     )
 
+    # Long-form and dubbing jobs (under data_dir/jobs)
+    max_long_text_chars: int = Field(200_000, ge=1, description="longest text accepted by /synthesize_long")
+    paragraph_pause_s: float = Field(0.8, ge=0.0, le=5.0, description="silence between paragraphs of a long text")
+    sentence_pause_s: float = Field(0.3, ge=0.0, le=5.0, description="silence between chunks ending a sentence")
+    clause_pause_s: float = Field(0.1, ge=0.0, le=5.0, description="silence between chunks cut inside a sentence")
+    dub_min_speed: float = Field(
+        0.8, gt=0.0, le=1.0, description="dubbing: slowest speech, as a factor of natural, when `fill` stretches a line"
+    )
+    dub_max_speed: float = Field(
+        1.3, ge=1.0, le=4.0, description="dubbing: fastest speech, as a factor of natural, to fit a cue's slot"
+    )
+    max_subtitle_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest .srt/.vtt upload")
+    max_subtitle_cues: int = Field(5000, ge=1, description="most cues in one subtitle file")
+    max_cue_chars: int = Field(500, ge=1, description="longest text of one cue")
+    max_track_seconds: float = Field(6 * 3600.0, gt=0.0, description="longest dubbing track (last cue's end)")
+    max_duration_s: float = Field(30.0, gt=0.0, le=300.0, description="longest `duration` one utterance may ask for")
+    job_workers: int = Field(
+        1, ge=0, le=8, description="jobs this process runs at once (each takes the device one chunk at a time); "
+        "0 = this replica only answers job routes and leaves the running to others"
+    )
+    job_retention_hours: float = Field(72.0, gt=0.0, description="finished jobs are deleted this long after they end")
+    job_scan_interval_s: float = Field(
+        5.0, gt=0.0, description="how often a replica looks for jobs to run (new, or interrupted elsewhere)"
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, description="claims of one job before it is failed (a job that kills its service is not retried forever)"
+    )
+    max_jobs: int = Field(1000, ge=1, description="jobs kept at most (finished ones count until deleted or expired)")
+    max_active_jobs: int = Field(100, ge=1, description="unfinished jobs at most; more submissions get 429")
+    # Test hook only: sleep this long after each finished job chunk (the device is free then), so a test can act in
+    # the middle of a job on a fast machine. Never set it in production.
+    test_job_chunk_pause_s: float = Field(0.0, ge=0.0)
+
     # Serving
     max_concurrency: int = Field(
         64, ge=1, description="requests in flight on every route together before BentoML answers 429 (a safety valve; "

@@ -46,8 +46,9 @@ class VoiceFields(BaseModel):
     reference_text: Annotated[Optional[str], Field(description="exact transcript of reference_audio")] = None
 
 
-class SpeechFields(VoiceFields):
-    text: Annotated[str, Field(description="Portuguese text to speak")]
+class SynthesisFields(VoiceFields):
+    """How to speak, shared by every synthesis route (the text, or the subtitles, come on top)."""
+
     speed_preset: Annotated[Optional[SpeedPreset], Field(description="quality (NFE 32), balanced (16), fast (7)")] = None
     nfe_step: Annotated[Optional[int], Field(ge=1, le=64, description="flow steps; overrides speed_preset")] = None
     cfg_strength: Annotated[Optional[float], Field(ge=0.0, le=10.0)] = None
@@ -58,7 +59,6 @@ class SpeechFields(VoiceFields):
     normalize_text: Annotated[bool, Field(description="spell out numbers, dates, currency, …")] = True
     pronunciations: Pronunciations = None
     sample_rate: Annotated[Optional[int], Field(ge=8000, le=48000, description="resample the answer (Hz)")] = None
-    remove_silence: Annotated[Optional[bool], Field(description="trim silent edges and shorten long pauses")] = None
     loudness: Annotated[Optional[float], Field(ge=-70.0, le=-5.0, description="output loudness target, LUFS")] = None
 
     def synthesis_fields(self) -> dict:
@@ -67,9 +67,38 @@ class SpeechFields(VoiceFields):
                                         "pronunciations"})
 
 
+class SpeechFields(SynthesisFields):
+    text: Annotated[str, Field(description="Portuguese text to speak")]
+    remove_silence: Annotated[Optional[bool], Field(description="trim silent edges and shorten long pauses")] = None
+
+
 class SynthesizeInput(SpeechFields):
     response_format: ResponseFormat = "wav"
+    duration: Annotated[Optional[float], Field(
+        gt=0.0, le=300.0, description="seconds the speech should last (F5-TTS duration control); the text must fit "
+        "in one chunk")] = None
 
 
 class StreamInput(SpeechFields):
     response_format: Annotated[StreamFormat, Field(description="pcm (s16le), wav (streaming header), mp3, opus, aac")] = "pcm"
+
+
+class LongInput(SpeechFields):
+    """``/synthesize_long/submit``: a chapter or a whole transcript, synthesised as a job."""
+
+    text: Annotated[str, Field(description="Portuguese text, up to PTBR_MAX_LONG_TEXT_CHARS; blank lines separate "
+                               "paragraphs")]
+    response_format: Annotated[ResponseFormat, Field(description="default format of the result (…/get can ask for "
+                                                     "another)")] = "wav"
+    paragraph_pause_s: Annotated[Optional[float], Field(ge=0.0, le=5.0, description="silence between paragraphs")] = None
+    sentence_pause_s: Annotated[Optional[float], Field(ge=0.0, le=5.0, description="silence after a chunk ending a "
+                                                       "sentence")] = None
+
+
+class DubInput(SynthesisFields):
+    """``/dub_subtitles/submit``: an SRT or WebVTT file, dubbed into one timed track."""
+
+    subtitles: Annotated[Path, Field(description=".srt or .vtt file, UTF-8 or Latin-1")]
+    response_format: Annotated[ResponseFormat, Field(description="default format of the result (…/get can ask for "
+                                                     "another)")] = "wav"
+    fill: Annotated[bool, Field(description="slow short lines down (to PTBR_DUB_MIN_SPEED) to fill their cue")] = False

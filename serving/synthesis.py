@@ -231,8 +231,31 @@ class SynthesisCore:
     async def synthesize_request(self, request: SynthesizeInput) -> Response:
         started = time.perf_counter()
         text, reference, options, output = await self._speech(request)
+        headers = None
+        if getattr(request, "duration", None) is not None:
+            options, headers = self.timed_options(text, reference, options, request.duration)
         result = await self.synthesize(text, reference, options)
-        return self.audio_response("synthesize", result, output, started, len(text))
+        return self.audio_response("synthesize", result, output, started, len(text), extra_headers=headers)
+
+    def timed_options(self, text: str, reference: Reference, options: SynthesisOptions,
+                      duration: float) -> tuple[SynthesisOptions, dict[str, str]]:
+        """``duration`` (seconds) for one utterance, the mechanism dubbing uses: the text must be one chunk."""
+        from dataclasses import replace
+
+        from ptbr_model.text import prepare_text
+
+        engine = self.require_ready()
+        limit = self.settings.max_duration_s
+        if duration > limit:
+            raise ApiError(400, "duration", f"{duration:g} s is over the {limit:g}-second limit (PTBR_MAX_DURATION_S)")
+        prepared = prepare_text(text, engine.vocab, ref_text=reference.text, ref_audio_seconds=reference.seconds,
+                                speed=options.speed, normalize_text=options.normalize_text)
+        if len(prepared.chunks) > 1:
+            raise ApiError(400, "duration", f"applies to one utterance, and this text makes {len(prepared.chunks)} "
+                           "chunks for this voice: send one sentence (or use /synthesize_long)")
+        natural = engine.natural_seconds(reference, prepared.chunks[0], options) if prepared.chunks else duration
+        return replace(options, duration=duration), {"X-Natural-Seconds": f"{natural:.3f}",
+                                                     "X-Speed-Factor": f"{natural / duration:.3f}"}
 
     async def stream_request(self, request: StreamInput) -> Response:
         started = time.perf_counter()

@@ -203,7 +203,8 @@ def test_chart_env_lists_the_settings_with_the_services_defaults():
 # Not listed: no default to show (NFE_STEP, LOUDNESS, LEXICON_FILE, DEFAULT_VOICE: unset means "not set"), a model constant (TARGET_RMS),
 # a test hook that must never be set in a deployment (TEST_*), COMPILE (see compose.yaml).
 NOT_LISTED = {"PTBR_TARGET_RMS", "PTBR_COMPILE", "PTBR_NFE_STEP", "PTBR_LOUDNESS", "PTBR_TEST_VOICE_COMMIT_PAUSE_S",
-              "PTBR_LEXICON_FILE", "PTBR_DEFAULT_VOICE"}
+              "PTBR_LEXICON_FILE", "PTBR_DEFAULT_VOICE",
+              "PTBR_TEST_JOB_CHUNK_PAUSE_S"}
 
 
 def assert_settings_listed(env: dict, exempt: set[str] = frozenset()) -> None:
