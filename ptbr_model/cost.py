@@ -7,10 +7,10 @@ Per chunk the engine runs ``nfe_step`` guided DiT steps at sequence length N = r
 when CFG packs the conditional and unconditional passes), the text embedding once per pass (the DiT caches it), and
 the vocoder once over the generated frames; the reference mel is computed once per request.
 
-Seconds: ``seconds = flops × seconds_per_flop + steps × seconds_per_step + chunks × seconds_per_chunk``, fitted at load
-by the warm-up (three timed syntheses that separate the three terms), then kept honest by an exponential moving
-average of measured ÷ predicted over real requests. On a FLOP-bound card (a GTX 1050 Ti) the first term dominates;
-on a big GPU the per-step host/launch term matters as much, which a FLOP rate alone would miss.
+Seconds: GEMM FLOPs, attention FLOPs, steps and chunks each at their own price (LatencyModel), fitted at load by the
+warm-up (four timed syntheses that separate the four terms), then kept honest by an exponential moving average of
+measured ÷ predicted over real requests. On a FLOP-bound card (a GTX 1050 Ti) the FLOP terms dominate; on a big GPU
+the per-step host/launch term matters as much, which a FLOP rate alone would miss.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ class DitShape:
         )
 
 
+def attention_flops(shape: DitShape, frames: int, *, cfg: bool) -> int:
+    """The scaled-dot-product attention part of one DiT forward (QKᵀ and AV in every block): quadratic in the
+    sequence, and run by other kernels than the GEMMs (flash, memory-efficient or math), so timed separately."""
+    batch = 2 if cfg else 1
+    return shape.depth * 4 * batch * shape.heads * frames * frames * shape.dim_head
+
+
 def dit_forward_flops(shape: DitShape, frames: int, *, cfg: bool) -> int:
     """One DiT forward as the sampler calls it (``cfg_infer=True`` packs two passes), text embedding excluded."""
     n, d = frames, shape.dim
@@ -77,13 +84,12 @@ def dit_forward_flops(shape: DitShape, frames: int, *, cfg: bool) -> int:
     per_block = (
         2 * batch * d * 6 * d  # AdaLayerNorm's linear on the time embedding
         + 2 * batch * n * d * inner * 3  # q, k, v
-        + 4 * batch * shape.heads * n * n * shape.dim_head  # attention: QKᵀ and AV
         + 2 * batch * n * inner * d  # output projection
         + 2 * 2 * batch * n * d * d * shape.ff_mult  # feed-forward in and out
     )
     head = 2 * batch * d * 2 * d + 2 * batch * n * d * shape.mel_dim  # AdaLayerNorm_Final + proj_out
     skip = 2 * batch * n * 2 * d * d if shape.long_skip else 0
-    return time_mlp + input_embed + shape.depth * per_block + head + skip
+    return time_mlp + input_embed + shape.depth * per_block + head + skip + attention_flops(shape, n, cfg=cfg)
 
 
 def text_embed_flops(shape: DitShape, frames: int) -> int:
@@ -122,10 +128,28 @@ def mel_frames(samples: int, hop_length: int) -> int:
 
 
 @dataclass(frozen=True)
+class Work:
+    """What the latency model prices: FLOPs (of which attention), DiT steps and chunks."""
+
+    flops: int
+    attention_flops: int
+    steps: int
+    chunks: int
+
+    def __add__(self, other: Work) -> Work:
+        return Work(self.flops + other.flops, self.attention_flops + other.attention_flops,
+                    self.steps + other.steps, self.chunks + other.chunks)
+
+
+NO_WORK = Work(0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
 class ChunkCost:
     frames: int  # DiT sequence length N (reference + generated)
     generated_frames: int  # what the vocoder decodes
-    step_flops: int  # one guided step
+    step_flops: int  # one guided step, attention included
+    step_attention_flops: int  # the attention part of a step
     fixed_flops: int  # once per chunk: text embedding(s) and vocoder
 
 
@@ -142,6 +166,16 @@ class RequestCost:
 
     def flops(self, nfe_step: int) -> int:
         return self.mel_flops + sum(self.chunk_flops(index, nfe_step) for index in range(len(self.chunks)))
+
+    def chunk_work(self, index: int, nfe_step: int) -> Work:
+        chunk = self.chunks[index]
+        return Work(self.chunk_flops(index, nfe_step), nfe_step * chunk.step_attention_flops, nfe_step, 1)
+
+    def work(self, nfe_step: int) -> Work:
+        total = Work(self.mel_flops, 0, 0, 0)
+        for index in range(len(self.chunks)):
+            total = total + self.chunk_work(index, nfe_step)
+        return total
 
 
 @dataclass(frozen=True)
@@ -168,6 +202,7 @@ class CostModel:
             # step (DiT.get_input_embed). Counted as the eager path does it; CUDA graphs embed once.
             step_flops, fixed = step + text, 0
         return ChunkCost(frames=frames, generated_frames=generated_frames, step_flops=step_flops,
+                         step_attention_flops=attention_flops(self.dit, frames, cfg=cfg),
                          fixed_flops=fixed + generated_frames * self.vocoder_frame_flops)
 
     def request_cost(self, frames: Sequence[tuple[int, int]], reference_samples: int, *, cfg: bool) -> RequestCost:
@@ -181,11 +216,9 @@ class CostModel:
 
 @dataclass(frozen=True)
 class Observation:
-    """One timed unit of work: its FLOPs, DiT steps, chunks and seconds."""
+    """Timed work."""
 
-    flops: float
-    steps: int
-    chunks: int
+    work: Work
     seconds: float
 
 
@@ -193,13 +226,19 @@ class Observation:
 # request (a new utterance length captured as a CUDA graph, a GPU shared for a moment) cannot wreck it.
 EMA_WEIGHT = 0.2
 EMA_MAX_STEP = 2.0
+_TERMS = 4
 
 
 @dataclass
 class LatencyModel:
-    """seconds ≈ scale × (flops × seconds_per_flop + steps × seconds_per_step + chunks × seconds_per_chunk)."""
+    """seconds ≈ scale × (GEMM FLOPs × seconds_per_flop + attention FLOPs × seconds_per_attention_flop
+    + steps × seconds_per_step + chunks × seconds_per_chunk).
+
+    Attention has its own rate: its kernels (flash on big GPUs; memory-efficient or math on Pascal and CPUs) run at
+    another efficiency than the GEMMs, and its share grows with the sequence (longer references)."""
 
     seconds_per_flop: float
+    seconds_per_attention_flop: float = 0.0
     seconds_per_step: float = 0.0
     seconds_per_chunk: float = 0.0
     scale: float = 1.0  # moving average of measured ÷ base prediction over real requests
@@ -209,21 +248,28 @@ class LatencyModel:
 
     @classmethod
     def from_flop_rate(cls, flops_per_second: float, source: str = "assumed") -> LatencyModel:
-        """A pure FLOP-rate model (no per-step overhead): the right shape for a FLOP-bound card."""
-        return cls(seconds_per_flop=1.0 / flops_per_second, source=source)
+        """A pure FLOP-rate model (no overhead, attention at the GEMM rate): a FLOP-bound card's shape."""
+        return cls(seconds_per_flop=1.0 / flops_per_second, seconds_per_attention_flop=1.0 / flops_per_second,
+                   source=source)
+
+    @staticmethod
+    def _features(work: Work) -> list[float]:
+        return [float(work.flops - work.attention_flops), float(work.attention_flops), float(work.steps),
+                float(work.chunks)]
 
     @classmethod
     def fit(cls, points: Iterable[Observation]) -> LatencyModel:
-        """Least squares over the three terms, none negative (a term that would fit negative is dropped)."""
+        """Least squares over the four terms, none negative (a term that would fit negative is dropped and the rest
+        refitted). Without an attention term the attention FLOPs go at the GEMM rate."""
         points = list(points)
         if not points:
             raise ValueError("no timings to fit")
-        design = np.array([[p.flops, p.steps, p.chunks] for p in points], dtype=np.float64)
+        design = np.array([cls._features(p.work) for p in points], dtype=np.float64)
         target = np.array([p.seconds for p in points], dtype=np.float64)
         # Scale columns so the solver sees numbers of one size (FLOPs are ~1e12, steps ~10).
         norms = np.where(design.max(axis=0) > 0, design.max(axis=0), 1.0)
-        active = [index for index in range(3) if design[:, index].any()]
-        coefficients = np.zeros(3)
+        active = [index for index in range(_TERMS) if design[:, index].any()]
+        coefficients = np.zeros(_TERMS)
         while active:
             solution, *_ = np.linalg.lstsq(design[:, active] / norms[active], target, rcond=None)
             if (solution >= 0).all():
@@ -231,28 +277,33 @@ class LatencyModel:
                 break
             active.pop(int(np.argmin(solution)))
         if coefficients[0] <= 0:  # timings too noisy to see the FLOPs: charge everything to them, never zero
-            total_flops = float(design[:, 0].sum())
-            coefficients = np.array([float(target.sum()) / total_flops if total_flops else 0.0, 0.0, 0.0])
+            total_flops = float(design[:, 0].sum() + design[:, 1].sum())
+            per_flop = float(target.sum()) / total_flops if total_flops else 0.0
+            coefficients = np.array([per_flop, per_flop, 0.0, 0.0])
+        elif coefficients[1] <= 0:
+            coefficients[1] = coefficients[0]
         return cls(*(float(c) for c in coefficients))
 
     @property
     def flop_rate(self) -> float:
-        """The effective FLOP/s the model currently assumes (inf when the fit found no FLOP term)."""
+        """The effective GEMM FLOP/s the model currently assumes."""
         per_flop = self.seconds_per_flop * self.scale
         return 1.0 / per_flop if per_flop > 0 else math.inf
 
-    def base_seconds(self, flops: float, steps: int, chunks: int) -> float:
-        return flops * self.seconds_per_flop + steps * self.seconds_per_step + chunks * self.seconds_per_chunk
+    def base_seconds(self, work: Work) -> float:
+        gemm, attention, steps, chunks = self._features(work)
+        return (gemm * self.seconds_per_flop + attention * self.seconds_per_attention_flop
+                + steps * self.seconds_per_step + chunks * self.seconds_per_chunk)
 
-    def predict(self, flops: float, steps: int, chunks: int) -> float:
-        return self.scale * self.base_seconds(flops, steps, chunks)
+    def predict(self, work: Work) -> float:
+        return self.scale * self.base_seconds(work)
 
     def predict_request(self, cost: RequestCost, nfe_step: int) -> float:
-        return self.predict(cost.flops(nfe_step), nfe_step * len(cost.chunks), len(cost.chunks))
+        return self.predict(cost.work(nfe_step))
 
-    def observe(self, flops: float, steps: int, chunks: int, seconds: float) -> None:
+    def observe(self, work: Work, seconds: float) -> None:
         """Fold one measured request (or the part of it that was representative) into the scale."""
-        base = self.base_seconds(flops, steps, chunks)
+        base = self.base_seconds(work)
         if base <= 0 or not math.isfinite(seconds) or seconds <= 0:
             return
         predicted = self.scale * base

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ptbr_model import f5
-from ptbr_model.cost import CostModel, LatencyModel, Observation, RequestCost, choose_nfe, mel_frames
+from ptbr_model.cost import NO_WORK, CostModel, LatencyModel, Observation, RequestCost, Work, choose_nfe, mel_frames
 from ptbr_model.sampler import StepGraphCache, reference_mel, sample_mel, sequence_frames
 from ptbr_model.store import StoredModel, read_stored_weights
 from ptbr_model.text import fit_to_vocab, normalize, prepare_text, vocab_indices
@@ -46,12 +46,18 @@ SHORT_CHUNK_SPEED = 0.3
 CFG_OFF_BELOW = 1e-5
 WARMUP_TEXT = "Olá, tudo bem?"
 WARMUP_REFERENCE_TEXT = "Isto é um teste de aquecimento."
-# The latency model's third calibration point: a longer text on the same reference, so the sequence (and the FLOPs
-# per step) grows while steps stay few. About 0.95 TFLOP at the real size: ~0.6 s on a GTX 1050 Ti.
+# The latency model's calibration: a longer text, on the warm-up's 1.5 s reference and on a 6 s one, so the
+# sequence (and the attention's share of the FLOPs) grows while the steps stay few.
 CALIBRATION_TEXT = ("Quando a chuva passou, a cidade inteira saiu para a rua, e as crianças correram até a praça "
                     "para brincar.")
-# (text, steps) of the three calibration points: two step counts on one length, then a longer sequence.
-CALIBRATION_POINTS = ((WARMUP_TEXT, 2), (WARMUP_TEXT, 6), (CALIBRATION_TEXT, 2))
+CALIBRATION_REFERENCE_TEXT = ("Isto é um teste de aquecimento, com uma referência mais longa, para medir quanto custa "
+                              "uma frase comum.")
+# (reference seconds, text, steps): two step counts on one short sequence (≈ 200 frames), then ≈ 560 and ≈ 1,200
+# frames. At the real size the last two are ≈ 1 and ≈ 2.3 TFLOP: ≈ 0.6 and 1.5 s a run on a GTX 1050 Ti.
+CALIBRATION_POINTS = ((1.5, WARMUP_TEXT, 2), (1.5, WARMUP_TEXT, 6), (1.5, CALIBRATION_TEXT, 2),
+                      (6.0, CALIBRATION_TEXT, 2))
+# A calibration run slower than this is timed once: the device is slow enough that noise is small against it.
+CALIBRATION_SLOW_RUN_S = 1.0
 
 T = TypeVar("T")
 
@@ -365,7 +371,7 @@ class Synthesizer:
                 nfe_step, predicted = choose_nfe(cost, self.latency, options.latency_budget_s, options.nfe_step)
             else:
                 predicted = self.latency.predict_request(cost, nfe_step)
-            first = self.latency.predict(cost.chunk_flops(0, nfe_step) + cost.mel_flops, nfe_step, 1)
+            first = self.latency.predict(cost.chunk_work(0, nfe_step) + Work(cost.mel_flops, 0, 0, 0))
         elif options.latency_budget_s is not None:
             log.warning("latency budget ignored: no calibrated latency model (the warm-up calibrates it)")
         return SynthesisPlan(
@@ -462,11 +468,11 @@ class Synthesizer:
 
     # --- health ------------------------------------------------------------------------------------------------
 
-    def _warmup_reference(self) -> Reference:
-        seconds = 1.5
+    def _warmup_reference(self, seconds: float = 1.5) -> Reference:
         t = np.arange(int(seconds * self.sample_rate), dtype=np.float32) / self.sample_rate
         tone = 0.1 * np.sin(2 * math.pi * 180.0 * t) * (1 + 0.5 * np.sin(2 * math.pi * 3.0 * t))
-        return self.make_reference(tone.astype(np.float32), WARMUP_REFERENCE_TEXT)
+        text = WARMUP_REFERENCE_TEXT if seconds <= 3 else CALIBRATION_REFERENCE_TEXT
+        return self.make_reference(tone.astype(np.float32), text)
 
     def warm_up(self, nfe_step: int = 4) -> bool:
         """One short synthesis on a synthetic reference; False when the output is not finite (FP16 overflow)."""
@@ -475,24 +481,27 @@ class Synthesizer:
 
     def calibrate_latency(self, repeats: int = 2) -> LatencyModel:
         """Time CALIBRATION_POINTS (after one untimed run each: graph capture, compilation) and fit the latency
-        model to the fastest of ``repeats`` runs; installs and returns it."""
-        reference = self._warmup_reference()
+        model to the fastest of ``repeats`` runs (one on a slow device); installs and returns it."""
         self.latency = None  # calibration runs must not feed the moving average of an older model
+        references = {seconds: self._warmup_reference(seconds) for seconds in {p[0] for p in CALIBRATION_POINTS}}
         points = []
-        for text, steps in CALIBRATION_POINTS:
-            options = SynthesisOptions(nfe_step=steps, seed=0)
+        for seconds, text, steps in CALIBRATION_POINTS:
+            reference, options = references[seconds], SynthesisOptions(nfe_step=steps, seed=0)
             plan = self.plan(text, reference, options)
+            started = time.perf_counter()
             self.synthesize(text, reference, options)
+            slow = time.perf_counter() - started > CALIBRATION_SLOW_RUN_S
             best = math.inf
-            for _ in range(max(repeats, 1)):
+            for _ in range(1 if slow else max(repeats, 1)):
                 started = time.perf_counter()
                 self.synthesize(text, reference, options)
                 best = min(best, time.perf_counter() - started)
-            points.append(Observation(plan.cost.flops(steps), steps * len(plan.chunks), len(plan.chunks), best))
+            points.append(Observation(plan.cost.work(steps), best))
         self.latency = LatencyModel.fit(points)
-        log.info("latency model: %.3g TFLOP/s, %.2f ms per step, %.2f ms per chunk (warm-up calibration)",
-                 self.latency.flop_rate / 1e12, self.latency.seconds_per_step * 1e3,
-                 self.latency.seconds_per_chunk * 1e3)
+        log.info("latency model: GEMMs %.3g TFLOP/s, attention %.3g TFLOP/s, %.2f ms per step, %.2f ms per chunk "
+                 "(warm-up calibration)", self.latency.flop_rate / 1e12,
+                 1e-12 / self.latency.seconds_per_attention_flop if self.latency.seconds_per_attention_flop else 0,
+                 self.latency.seconds_per_step * 1e3, self.latency.seconds_per_chunk * 1e3)
         return self.latency
 
     def memory_stats(self) -> dict[str, int]:
@@ -564,7 +573,7 @@ class SynthesisStream(Iterator[ChunkAudio]):
             mel = engine._guard_memory(lambda: reference_mel(engine.model, wave))
         joiner = CrossFadeJoiner(int(options.cross_fade_duration * engine.sample_rate))
         total = len(plan.work)
-        steady = [0.0, 0, 0, 0.0]  # flops, steps, chunks, seconds of chunks that captured no new CUDA graph
+        steady, steady_seconds = NO_WORK, 0.0  # chunks that captured no new CUDA graph: the steady-state speed
         for index, work in enumerate(plan.work):
             chunk_seed = (plan.seed + index) % (MAX_SEED + 1)
             captures = engine.step_graphs.captures if engine.step_graphs is not None else 0
@@ -573,10 +582,7 @@ class SynthesisStream(Iterator[ChunkAudio]):
                 lambda: engine._synthesize_chunk(reference, wave, mel, work, options, plan.nfe_step, chunk_seed))
             seconds = time.perf_counter() - chunk_started
             if engine.step_graphs is None or engine.step_graphs.captures == captures:
-                steady[0] += plan.cost.chunk_flops(index, plan.nfe_step)
-                steady[1] += plan.nfe_step
-                steady[2] += 1
-                steady[3] += seconds
+                steady, steady_seconds = steady + plan.cost.chunk_work(index, plan.nfe_step), steady_seconds + seconds
             piece = joiner.push(audio, last=index == total - 1)
             elapsed = time.perf_counter() - self._started
             if self.first_audio_seconds is None and len(piece):
@@ -584,8 +590,8 @@ class SynthesisStream(Iterator[ChunkAudio]):
             if index == total - 1:
                 self.elapsed_seconds = elapsed
                 self.peak_memory_bytes = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-                if engine.latency is not None and steady[2]:
-                    engine.latency.observe(*steady)
+                if engine.latency is not None and steady.chunks:
+                    engine.latency.observe(steady, steady_seconds)
             yield ChunkAudio(wave=piece, sample_rate=engine.sample_rate, index=index, total=total, text=work.text,
                              elapsed_seconds=elapsed)
 

@@ -682,8 +682,8 @@ def run_grid(bench: Bench, dtypes: list[str]) -> list[dict[str, Any]]:
                                    first_chunk_bytes=args.first_chunk_bytes)
         loaded = loaded_fields(synthesizer, time.perf_counter() - started)
         progress(f"ready in {loaded['ready_s']} s; DiT blocks: {synthesizer.compile_status}; latency model "
-                 f"{loaded['latency_tflops']} TFLOP/s + {loaded['latency_step_ms']} ms/step "
-                 f"+ {loaded['latency_chunk_ms']} ms/chunk")
+                 f"GEMMs {loaded['latency_tflops']} TFLOP/s, attention {loaded['latency_attention_tflops']} TFLOP/s, "
+                 f"{loaded['latency_step_ms']} ms/step, {loaded['latency_chunk_ms']} ms/chunk")
         reference = synthesizer.make_reference(raw_wave, transcript)
         for workload, nfe_step in _cases(workloads, args.nfe):
             progress(f"[{len(records) + 1}/{total}] {workload.name} nfe={nfe_step} {dtype}")
@@ -710,6 +710,8 @@ def loaded_fields(synthesizer: Synthesizer, ready_seconds: float) -> dict[str, A
         "compiled": synthesizer.compiled,
         "compile_status": synthesizer.compile_status,
         "latency_tflops": round(1 / latency.seconds_per_flop / 1e12, 3) if latency and latency.seconds_per_flop else None,
+        "latency_attention_tflops": (round(1 / latency.seconds_per_attention_flop / 1e12, 3)
+                                     if latency and latency.seconds_per_attention_flop else None),
         "latency_step_ms": round(latency.seconds_per_step * 1e3, 3) if latency else None,
         "latency_chunk_ms": round(latency.seconds_per_chunk * 1e3, 3) if latency else None,
     }
