@@ -129,16 +129,20 @@ def mel_frames(samples: int, hop_length: int) -> int:
 
 @dataclass(frozen=True)
 class Work:
-    """What the latency model prices: FLOPs (of which attention), DiT steps and chunks."""
+    """What the latency model prices: FLOPs (of which attention), DiT steps and chunks, and the CUDA-graph captures
+    among the chunks (a sequence length not in the graph cache costs an eager step and a capture once)."""
 
     flops: int
     attention_flops: int
     steps: int
     chunks: int
+    captures: int = 0
+    capture_flops: int = 0  # one step's FLOPs for each chunk that captures
 
     def __add__(self, other: Work) -> Work:
         return Work(self.flops + other.flops, self.attention_flops + other.attention_flops,
-                    self.steps + other.steps, self.chunks + other.chunks)
+                    self.steps + other.steps, self.chunks + other.chunks, self.captures + other.captures,
+                    self.capture_flops + other.capture_flops)
 
 
 NO_WORK = Work(0, 0, 0, 0)
@@ -167,14 +171,16 @@ class RequestCost:
     def flops(self, nfe_step: int) -> int:
         return self.mel_flops + sum(self.chunk_flops(index, nfe_step) for index in range(len(self.chunks)))
 
-    def chunk_work(self, index: int, nfe_step: int) -> Work:
+    def chunk_work(self, index: int, nfe_step: int, captures: bool = False) -> Work:
         chunk = self.chunks[index]
-        return Work(self.chunk_flops(index, nfe_step), nfe_step * chunk.step_attention_flops, nfe_step, 1)
+        return Work(self.chunk_flops(index, nfe_step), nfe_step * chunk.step_attention_flops, nfe_step, 1,
+                    int(captures), chunk.step_flops if captures else 0)
 
-    def work(self, nfe_step: int) -> Work:
+    def work(self, nfe_step: int, captures: Sequence[bool] | None = None) -> Work:
+        """The whole request; ``captures``: per chunk, whether it will capture a CUDA graph (None: none will)."""
         total = Work(self.mel_flops, 0, 0, 0)
         for index in range(len(self.chunks)):
-            total = total + self.chunk_work(index, nfe_step)
+            total = total + self.chunk_work(index, nfe_step, bool(captures and captures[index]))
         return total
 
 
@@ -241,6 +247,8 @@ class LatencyModel:
     seconds_per_attention_flop: float = 0.0
     seconds_per_step: float = 0.0
     seconds_per_chunk: float = 0.0
+    seconds_per_capture: float = 0.0  # a CUDA-graph capture: a fixed part ...
+    seconds_per_capture_flop: float = 0.0  # ... and one eager step of the captured length
     scale: float = 1.0  # moving average of measured ÷ base prediction over real requests
     observations: int = 0
     source: str = "calibrated"
@@ -290,16 +298,34 @@ class LatencyModel:
         per_flop = self.seconds_per_flop * self.scale
         return 1.0 / per_flop if per_flop > 0 else math.inf
 
+    def fit_captures(self, points: Iterable[tuple[Work, float]]) -> None:
+        """The capture terms, from (work, seconds a first run took beyond the same run with its graphs cached) of
+        calibration runs whose lengths were new; nothing is set from fewer than two points."""
+        points = [(work, extra) for work, extra in points if work.captures]
+        if len(points) < 2:
+            return
+        design = np.array([[w.captures, w.capture_flops] for w, _ in points], dtype=np.float64)
+        target = np.array([max(extra, 0.0) for _, extra in points])
+        norms = np.where(design.max(axis=0) > 0, design.max(axis=0), 1.0)
+        solution, *_ = np.linalg.lstsq(design / norms, target, rcond=None)
+        if (solution < 0).any():  # keep the one term that explains it best alone
+            per_capture = float(target.sum() / design[:, 0].sum())
+            per_flop = float(target.sum() / design[:, 1].sum()) if design[:, 1].any() else 0.0
+            alone = [np.square(design[:, 0] * per_capture - target).sum(), np.square(design[:, 1] * per_flop - target).sum()]
+            solution = np.array([per_capture, 0.0] if alone[0] <= alone[1] else [0.0, per_flop]) * norms
+        self.seconds_per_capture, self.seconds_per_capture_flop = (float(v) for v in solution / norms)
+
     def base_seconds(self, work: Work) -> float:
         gemm, attention, steps, chunks = self._features(work)
         return (gemm * self.seconds_per_flop + attention * self.seconds_per_attention_flop
-                + steps * self.seconds_per_step + chunks * self.seconds_per_chunk)
+                + steps * self.seconds_per_step + chunks * self.seconds_per_chunk
+                + work.captures * self.seconds_per_capture + work.capture_flops * self.seconds_per_capture_flop)
 
     def predict(self, work: Work) -> float:
         return self.scale * self.base_seconds(work)
 
-    def predict_request(self, cost: RequestCost, nfe_step: int) -> float:
-        return self.predict(cost.work(nfe_step))
+    def predict_request(self, cost: RequestCost, nfe_step: int, captures: Sequence[bool] | None = None) -> float:
+        return self.predict(cost.work(nfe_step, captures))
 
     def observe(self, work: Work, seconds: float) -> None:
         """Fold one measured request (or the part of it that was representative) into the scale."""
@@ -314,7 +340,7 @@ class LatencyModel:
 
 
 def choose_nfe(cost: RequestCost, latency: LatencyModel, budget_seconds: float, ceiling: int,
-               candidates: Sequence[int] = NFE_CANDIDATES) -> tuple[int, float]:
+               candidates: Sequence[int] = NFE_CANDIDATES, captures: Sequence[bool] | None = None) -> tuple[int, float]:
     """The largest step count not above ``ceiling`` whose predicted seconds fit the budget, and that prediction.
 
     Candidates are ``candidates`` up to the ceiling, plus the ceiling itself (a custom default such as 20 steps is
@@ -322,7 +348,7 @@ def choose_nfe(cost: RequestCost, latency: LatencyModel, budget_seconds: float, 
     """
     options = sorted({step for step in candidates if step <= ceiling} | {ceiling}, reverse=True)
     for step in options:
-        predicted = latency.predict_request(cost, step)
+        predicted = latency.predict_request(cost, step, captures)
         if predicted <= budget_seconds:
             return step, predicted
-    return options[-1], latency.predict_request(cost, options[-1])
+    return options[-1], latency.predict_request(cost, options[-1], captures)

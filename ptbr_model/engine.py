@@ -146,6 +146,7 @@ class SynthesisPlan:
     predicted_first_chunk_seconds: float | None
     latency_budget_s: float | None
     work: tuple[ChunkWork, ...] = field(repr=False)
+    captures: tuple[bool, ...] | None = None  # per chunk: a CUDA graph will be captured (None: no graphs here)
 
     @property
     def flops(self) -> int:
@@ -365,13 +366,18 @@ class Synthesizer:
         ref_frames = reference.wave.shape[-1] // self._hop_length
         cost = self.cost_model.request_cost([(item.frames, item.frames - ref_frames) for item in work],
                                             reference.wave.shape[-1], cfg=options.cfg_strength >= CFG_OFF_BELOW)
+        captures = None
+        if self.step_graphs is not None:  # lengths not in the graph cache pay a capture: part of the prediction
+            captures = tuple(self.step_graphs.would_capture([item.frames for item in work], options.cfg_strength))
         nfe_step, predicted, first = options.nfe_step, None, None
         if self.latency is not None:
             if options.latency_budget_s is not None:
-                nfe_step, predicted = choose_nfe(cost, self.latency, options.latency_budget_s, options.nfe_step)
+                nfe_step, predicted = choose_nfe(cost, self.latency, options.latency_budget_s, options.nfe_step,
+                                                 captures=captures)
             else:
-                predicted = self.latency.predict_request(cost, nfe_step)
-            first = self.latency.predict(cost.chunk_work(0, nfe_step) + Work(cost.mel_flops, 0, 0, 0))
+                predicted = self.latency.predict_request(cost, nfe_step, captures)
+            first_work = cost.chunk_work(0, nfe_step, bool(captures and captures[0]))
+            first = self.latency.predict(first_work + Work(cost.mel_flops, 0, 0, 0))
         elif options.latency_budget_s is not None:
             log.warning("latency budget ignored: no calibrated latency model (the warm-up calibrates it)")
         return SynthesisPlan(
@@ -385,6 +391,7 @@ class Synthesizer:
             predicted_first_chunk_seconds=first,
             latency_budget_s=options.latency_budget_s,
             work=work,
+            captures=captures,
         )
 
     def _chunk_work(self, reference: Reference, chunk: str, options: SynthesisOptions) -> ChunkWork:
@@ -484,24 +491,28 @@ class Synthesizer:
         model to the fastest of ``repeats`` runs (one on a slow device); installs and returns it."""
         self.latency = None  # calibration runs must not feed the moving average of an older model
         references = {seconds: self._warmup_reference(seconds) for seconds in {p[0] for p in CALIBRATION_POINTS}}
-        points = []
+        points, first_runs = [], []
         for seconds, text, steps in CALIBRATION_POINTS:
             reference, options = references[seconds], SynthesisOptions(nfe_step=steps, seed=0)
-            plan = self.plan(text, reference, options)
+            plan = self.plan(text, reference, options)  # made before the first run: it knows what will capture
             started = time.perf_counter()
             self.synthesize(text, reference, options)
-            slow = time.perf_counter() - started > CALIBRATION_SLOW_RUN_S
+            first = time.perf_counter() - started
             best = math.inf
-            for _ in range(1 if slow else max(repeats, 1)):
+            for _ in range(1 if first > CALIBRATION_SLOW_RUN_S else max(repeats, 1)):
                 started = time.perf_counter()
                 self.synthesize(text, reference, options)
                 best = min(best, time.perf_counter() - started)
             points.append(Observation(plan.cost.work(steps), best))
-        self.latency = LatencyModel.fit(points)
+            first_runs.append((plan.cost.work(steps, plan.captures), first - best))
+        latency = LatencyModel.fit(points)
+        latency.fit_captures(first_runs)
+        self.latency = latency
         log.info("latency model: GEMMs %.3g TFLOP/s, attention %.3g TFLOP/s, %.2f ms per step, %.2f ms per chunk "
-                 "(warm-up calibration)", self.latency.flop_rate / 1e12,
+                 "+ %.1f ms per CUDA-graph capture (warm-up calibration)", self.latency.flop_rate / 1e12,
                  1e-12 / self.latency.seconds_per_attention_flop if self.latency.seconds_per_attention_flop else 0,
-                 self.latency.seconds_per_step * 1e3, self.latency.seconds_per_chunk * 1e3)
+                 self.latency.seconds_per_step * 1e3, self.latency.seconds_per_chunk * 1e3,
+                 self.latency.seconds_per_capture * 1e3)
         return self.latency
 
     def memory_stats(self) -> dict[str, int]:

@@ -163,6 +163,28 @@ class StepGraphCache:
     def __len__(self) -> int:
         return len(self._graphs)
 
+    def fresh(self) -> StepGraphCache:
+        """An empty cache of the same capacity sharing this one's pool and stream (what a never-seen utterance length
+        costs, measured without dropping this cache's graphs; no new stream, so no new cuBLAS workspace)."""
+        other = StepGraphCache(self.capacity, self.share_pool)
+        other._pool, other._stream = self._pool, self._stream
+        return other
+
+    def would_capture(self, durations: list[int], cfg_strength: float) -> list[bool]:
+        """For utterances of these lengths sampled in order: which will capture a new graph (not cached, or evicted
+        by the ones before it). Changes nothing."""
+        cached = list(self._graphs)
+        captures = []
+        for duration in durations:
+            key = (duration, round(cfg_strength, 6))
+            captures.append(key not in cached)
+            if key in cached:
+                cached.remove(key)
+            elif len(cached) >= self.capacity:
+                cached.pop(0)
+            cached.append(key)
+        return captures
+
     def step_for(self, transformer, inputs: FlowInputs, cfg_strength: float) -> GraphedStep:
         key = (inputs.duration, round(cfg_strength, 6))
         text_cond, text_uncond = self._text_embeddings(transformer, inputs)

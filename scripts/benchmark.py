@@ -714,6 +714,9 @@ def loaded_fields(synthesizer: Synthesizer, ready_seconds: float) -> dict[str, A
                                      if latency and latency.seconds_per_attention_flop else None),
         "latency_step_ms": round(latency.seconds_per_step * 1e3, 3) if latency else None,
         "latency_chunk_ms": round(latency.seconds_per_chunk * 1e3, 3) if latency else None,
+        "latency_capture_ms": round(latency.seconds_per_capture * 1e3, 3) if latency else None,
+        "latency_capture_tflops": (round(1 / latency.seconds_per_capture_flop / 1e12, 3)
+                                   if latency and latency.seconds_per_capture_flop else None),
     }
 
 
@@ -745,15 +748,43 @@ def run_case(bench: Bench, synthesizer: Synthesizer, workload: Workload, nfe_ste
 
     first_audio = Timing("first audio (stream)", run_first_audio)
     first_alone = Timing("first chunk alone", lambda: synthesizer.synthesize(first_chunk, reference, options).wave)
+    # Real traffic brings lengths the graph cache has not seen: the same request with an empty cache each time pays
+    # a capture per chunk (the engine predicts that too).
+    new_results: list[SynthesisResult] = []
+    new_lengths = new_first_audio = None
+    if graphs_on:
+        def run_new_lengths() -> np.ndarray:
+            fresh = dataclasses.replace(synthesizer, step_graphs=synthesizer.step_graphs.fresh())
+            new_results.append(fresh.synthesize(workload.text, reference, options))
+            return new_results[-1].wave
+
+        def run_new_first_audio() -> np.ndarray:
+            fresh = dataclasses.replace(synthesizer, step_graphs=synthesizer.step_graphs.fresh())
+            stream = fresh.iter_synthesis(workload.text, reference, options, first_chunk_short=True)
+            try:
+                return next(stream).wave
+            finally:
+                stream.close()
+
+        new_lengths = Timing("new lengths", run_new_lengths)
+        new_first_audio = Timing("first audio, new length", run_new_first_audio)
     theirs = None
     if not bench.args.no_upstream:
         # The chunks our front-end made (upstream gets text that is already normalised and chunked).
         theirs = Timing("upstream", upstream_runner(synthesizer, raw_wave, reference, count.chunks, options))
-    measure([side for side in (ours, eager, theirs, first_audio, first_alone) if side], synthesizer.device,
-            bench.args.repeats, synthesizer.sample_rate)
+    measure([side for side in (ours, eager, theirs, first_audio, first_alone, new_lengths, new_first_audio) if side],
+            synthesizer.device, bench.args.repeats, synthesizer.sample_rate)
     record = case_record(workload, options, synthesizer, count, ours, theirs, bench.env, bench.args.repeats)
     record.update(prediction_fields(results, ours, bench.args.repeats))
     record.update(first_audio_fields(first_audio, first_alone, stream_plan.chunks, ours))
+    if new_lengths is not None:
+        new = prediction_fields(new_results, new_lengths, bench.args.repeats)
+        record.update({
+            "new_lengths_latency_s_median": new_lengths.stat(statistics.median),
+            "new_lengths_predicted_s": new["predicted_s"],
+            "new_lengths_prediction_error": new["prediction_error"],
+            "first_audio_new_length_s_median": new_first_audio.stat(statistics.median),
+        })
     record.update(output_checks(synthesizer, ours, eager, bench.args.save_waves, f"{workload.name}-{nfe_step}"))
     return record
 
@@ -899,6 +930,8 @@ def print_table(records: list[dict[str, Any]], stream: TextIO) -> None:
                ("1st audio s", "first_audio_s_median", ".3f"), ("1st chunk s", "first_chunk_alone_s_median", ".3f"),
                ("1st ratio", "first_audio_vs_first_chunk", ".2f"), ("pred s", "predicted_s", ".3f"),
                ("pred err", "prediction_error", "+.2f"), ("steps", "nfe_step_used", "d"),
+               ("new-len s", "new_lengths_latency_s_median", ".3f"), ("new pred err", "new_lengths_prediction_error", "+.2f"),
+               ("1st new s", "first_audio_new_length_s_median", ".3f"),
                ("TFLOP", "flops", ""), ("1050Ti est s", "est_1050ti_s", ".2f"), ("ref s", "ref_s", "g")]
     present = [column for column in columns if any(column[1] in record for record in records)]
     rows = [[column[0] for column in present]]

@@ -287,3 +287,50 @@ def test_the_planned_sequence_lengths_are_the_samplers(engine):
         sampler.prepare_inputs = original
     assert seen == [work.frames for work in plan.work]
     assert all(work.frames > work.duration for work in plan.work)  # the text, not the rule, set the length
+
+
+# --- CUDA-graph captures -----------------------------------------------------------------------------------------
+
+
+def test_the_graph_cache_tells_which_lengths_will_capture():
+    from ptbr_model.sampler import StepGraphCache
+
+    cache = StepGraphCache(capacity=2)
+    cache._graphs[(100, 2.0)] = object()  # two cached lengths (least recently used first); no GPU needed to ask
+    cache._graphs[(200, 2.0)] = object()
+    assert cache.would_capture([100, 200], 2.0) == [False, False]
+    assert cache.would_capture([100, 200], 0.0) == [True, True]  # another guidance is another graph
+    # 300 evicts 100 (least recent); 100 then captures again and evicts 200
+    assert cache.would_capture([300, 100, 200], 2.0) == [True, True, True]
+    assert cache.would_capture([200, 300, 200], 2.0) == [False, True, False]
+    assert len(cache) == 2  # asking changed nothing
+    fresh = cache.fresh()
+    assert len(fresh) == 0 and fresh.capacity == 2
+
+
+def test_capture_terms_are_fitted_and_priced():
+    truth_per_capture, truth_per_flop = 0.03, 1 / 50e12
+    points = [(Work(0, 0, 2, 1, 1, flops), truth_per_capture + flops * truth_per_flop) for flops in (2e11, 9e11)]
+    model = LatencyModel.from_flop_rate(1e12)
+    model.fit_captures(points + [(Work(0, 0, 2, 1), 5.0)])  # a run that captured nothing says nothing
+    assert model.seconds_per_capture == pytest.approx(truth_per_capture)
+    assert model.seconds_per_capture_flop == pytest.approx(truth_per_flop)
+    single = LatencyModel.from_flop_rate(1e12)
+    single.fit_captures(points[:1])
+    assert single.seconds_per_capture == 0  # one point cannot separate two terms: left unset
+
+
+def test_a_plan_prices_the_captures_its_lengths_need(engine, reference):
+    import dataclasses
+
+    from ptbr_model.sampler import StepGraphCache
+
+    graphs = dataclasses.replace(engine, step_graphs=StepGraphCache(capacity=8),
+                                 latency=dataclasses.replace(engine.latency, seconds_per_capture=0.5))
+    options = SynthesisOptions(nfe_step=4, seed=0)
+    plan = graphs.plan(WORKLOADS["paragraph"].text, reference, options)
+    assert plan.captures == (True,) * len(plan.chunks)
+    without = engine.plan(WORKLOADS["paragraph"].text, reference, options)
+    assert without.captures is None
+    scale = graphs.latency.scale  # copied from the engine's, as the rest of its terms
+    assert plan.predicted_seconds == pytest.approx(without.predicted_seconds + 0.5 * len(plan.chunks) * scale)
