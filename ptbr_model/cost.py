@@ -268,14 +268,13 @@ class LatencyModel:
     @classmethod
     def fit(cls, points: Iterable[Observation]) -> LatencyModel:
         """Least squares over the four terms, none negative (a term that would fit negative is dropped and the rest
-        refitted). Without an attention term the attention FLOPs go at the GEMM rate."""
+        refitted; without an attention term the attention FLOPs go at the GEMM rate)."""
         points = list(points)
         if not points:
             raise ValueError("no timings to fit")
         design = np.array([cls._features(p.work) for p in points], dtype=np.float64)
         target = np.array([p.seconds for p in points], dtype=np.float64)
-        # Scale columns so the solver sees numbers of one size (FLOPs are ~1e12, steps ~10).
-        norms = np.where(design.max(axis=0) > 0, design.max(axis=0), 1.0)
+        norms = np.where(design.max(axis=0) > 0, design.max(axis=0), 1.0)  # numbers of one size for the solver
         active = [index for index in range(_TERMS) if design[:, index].any()]
         coefficients = np.zeros(_TERMS)
         while active:
@@ -299,8 +298,8 @@ class LatencyModel:
         return 1.0 / per_flop if per_flop > 0 else math.inf
 
     def fit_captures(self, points: Iterable[tuple[Work, float]]) -> None:
-        """The capture terms, from (work, seconds a first run took beyond the same run with its graphs cached) of
-        calibration runs whose lengths were new; nothing is set from fewer than two points."""
+        """The capture terms, from (work, seconds a run took beyond the same run with its graphs cached) of runs
+        whose lengths were new to an empty graph cache; nothing is set from fewer than two points."""
         points = [(work, extra) for work, extra in points if work.captures]
         if len(points) < 2:
             return

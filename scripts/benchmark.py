@@ -715,6 +715,9 @@ def loaded_fields(synthesizer: Synthesizer, ready_seconds: float) -> dict[str, A
         "latency_step_ms": round(latency.seconds_per_step * 1e3, 3) if latency else None,
         "latency_chunk_ms": round(latency.seconds_per_chunk * 1e3, 3) if latency else None,
         "latency_capture_ms": round(latency.seconds_per_capture * 1e3, 3) if latency else None,
+        "latency_calibration": [{"flops": o.work.flops, "attention_flops": o.work.attention_flops,
+                                 "steps": o.work.steps, "captures": o.work.captures, "seconds": round(o.seconds, 5)}
+                                for o in synthesizer.calibration],
         "latency_capture_tflops": (round(1 / latency.seconds_per_capture_flop / 1e12, 3)
                                    if latency and latency.seconds_per_capture_flop else None),
     }

@@ -129,12 +129,23 @@ def test_a_plans_flops_equal_a_counted_synthesis(engine, reference, cfg_strength
 # --- the latency model -------------------------------------------------------------------------------------------
 
 
-def test_fit_recovers_the_four_terms():
+WORKS = [Work(int(0.3e12), int(0.02e12), 2, 1), Work(int(0.9e12), int(0.06e12), 6, 1),
+         Work(int(1.9e12), int(0.3e12), 2, 1), Work(int(2.2e12), int(0.9e12), 2, 1), Work(int(5e12), int(1e12), 32, 3)]
+
+
+def test_fit_recovers_flops_steps_and_chunks():
+    truth = LatencyModel(seconds_per_flop=1 / 2e12, seconds_per_attention_flop=1 / 2e12, seconds_per_step=0.004,
+                         seconds_per_chunk=0.02)
+    fitted = LatencyModel.fit(Observation(work, truth.predict(work)) for work in WORKS)
+    for name in ("seconds_per_flop", "seconds_per_attention_flop", "seconds_per_step", "seconds_per_chunk"):
+        assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=1e-6), name
+
+
+def test_fit_sees_slow_attention():
+    """Attention four times slower than the GEMMs (a CPU, a Pascal card's memory-efficient kernel)."""
     truth = LatencyModel(seconds_per_flop=1 / 2e12, seconds_per_attention_flop=1 / 0.5e12, seconds_per_step=0.004,
                          seconds_per_chunk=0.02)
-    works = [Work(int(0.3e12), int(0.02e12), 2, 1), Work(int(0.9e12), int(0.06e12), 6, 1),
-             Work(int(1.9e12), int(0.3e12), 2, 1), Work(int(2.2e12), int(0.9e12), 2, 1), Work(int(5e12), int(1e12), 32, 3)]
-    fitted = LatencyModel.fit(Observation(work, truth.predict(work)) for work in works)
+    fitted = LatencyModel.fit(Observation(work, truth.predict(work)) for work in WORKS)
     for name in ("seconds_per_flop", "seconds_per_attention_flop", "seconds_per_step", "seconds_per_chunk"):
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=1e-6), name
 
