@@ -56,6 +56,11 @@ CALIBRATION_REFERENCE_TEXT = ("Isto é um teste de aquecimento, com uma referên
 # frames. At the real size the last two are ≈ 1 and ≈ 2.3 TFLOP: ≈ 0.6 and 1.5 s a run on a GTX 1050 Ti.
 CALIBRATION_POINTS = ((1.5, WARMUP_TEXT, 2), (1.5, WARMUP_TEXT, 5), (1.5, CALIBRATION_TEXT, 2),
                       (6.0, WARMUP_TEXT, 2), (6.0, CALIBRATION_TEXT, 2))
+# On a fast GPU the points above take ~10-20 ms, mostly fixed costs, and their FLOP differences drown in timing
+# noise (measured on an H100: fits that put everything on the FLOPs). Their steps are multiplied (up to 8×) until the
+# first point takes about this long.
+CALIBRATION_TARGET_S = 0.1
+CALIBRATION_MAX_STEP_FACTOR = 8
 # A calibration run slower than this is timed once: the device is slow enough that noise is small against it, and
 # its CUDA-graph captures are priced as one more step instead of being timed (FLOP-bound: a capture runs one step).
 CALIBRATION_SLOW_RUN_S = 1.0
@@ -494,7 +499,13 @@ class Synthesizer:
         self.latency = None  # calibration runs must not feed the moving average of an older model
         references = {seconds: self._warmup_reference(seconds) for seconds in {p[0] for p in CALIBRATION_POINTS}}
         points, captures, slow = [], [], False
+        first_seconds, first_text, first_steps = CALIBRATION_POINTS[0]
+        probe = SynthesisOptions(nfe_step=first_steps, seed=0)
+        self.synthesize(first_text, references[first_seconds], probe)
+        quick = self._timed(first_text, references[first_seconds], probe)
+        factor = int(min(max(CALIBRATION_TARGET_S / max(quick, 1e-6), 1), CALIBRATION_MAX_STEP_FACTOR))
         for seconds, text, steps in CALIBRATION_POINTS:
+            steps *= factor
             reference, options = references[seconds], SynthesisOptions(nfe_step=steps, seed=0)
             plan = self.plan(text, reference, options)
             self.synthesize(text, reference, options)  # untimed: first use of this length (capture, compilation)
@@ -672,8 +683,10 @@ def compile_toolchain_problem() -> str | None:
         return "no torch.utils._triton"
     if not has_triton():
         return "no working Triton"
-    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
+    if os.environ.get("CC"):
+        if not shutil.which(os.environ["CC"]):
+            return f"no C compiler ($CC={os.environ['CC']} is not there; Triton builds a launcher for each kernel)"
+    elif not (shutil.which("gcc") or shutil.which("clang")):
         return "no C compiler (gcc/clang; Triton builds a launcher for each kernel)"
     include = sysconfig.get_paths().get("include")
     if not include or not os.path.exists(os.path.join(include, "Python.h")):
@@ -761,8 +774,9 @@ def _warm_up_compiled(synthesizer: Synthesizer) -> bool:
     except Exception as exc:
         if not synthesizer.compiled:
             raise
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        synthesizer.compile_status = f"eager: torch.compile failed in the warm-up ({type(exc).__name__}: {first_line})"
+        cause = getattr(exc, "inner_exception", None) or exc.__cause__ or exc  # Dynamo wraps the real error
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        synthesizer.compile_status = f"eager: torch.compile failed in the warm-up ({type(cause).__name__}: {first_line})"
         log.debug("torch.compile failure", exc_info=True)
         plain_dit_blocks(synthesizer.model.transformer)
         synthesizer.compiled = False
