@@ -269,6 +269,7 @@ class Synthesizer:
     latency: LatencyModel | None = None  # calibrated by calibrate_latency (load_checked's warm-up)
     calibration: tuple[Observation, ...] = ()  # the timings it was fitted to (then the captures' extra seconds)
     cost_model: CostModel = field(init=False)
+    _warned_uncalibrated: bool = field(default=False, init=False, repr=False)
     _hop_length: int = field(init=False)
     _sample_rate: int = field(init=False)
 
@@ -385,7 +386,8 @@ class Synthesizer:
                 predicted = self.latency.predict_request(cost, nfe_step, captures)
             first_work = cost.chunk_work(0, nfe_step, bool(captures and captures[0]))
             first = self.latency.predict(first_work + Work(cost.mel_flops, 0, 0, 0))
-        elif options.latency_budget_s is not None:
+        elif options.latency_budget_s is not None and not self._warned_uncalibrated:
+            self._warned_uncalibrated = True  # once per engine, not once per request
             log.warning("latency budget ignored: no calibrated latency model (the warm-up calibrates it)")
         return SynthesisPlan(
             chunks=prepared.chunks,
