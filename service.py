@@ -79,6 +79,8 @@ class PtBrTTS:
                 warmup=self.settings.warmup,
                 cuda_graphs=self.settings.cuda_graphs,
                 compile_blocks=self.settings.compile,
+                compile_cache_dir=self.settings.compile_cache_path,
+                first_chunk_bytes=self.settings.first_chunk_bytes,
                 on_fp16_fallback=self.metrics.fp16_fallbacks.inc,
                 lexicon=lexicon,
             )

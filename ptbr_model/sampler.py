@@ -41,12 +41,17 @@ def reference_mel(model, cond_wave: torch.Tensor) -> torch.Tensor:
     return model.mel_spec(cond_wave).permute(0, 2, 1).to(next(model.parameters()).dtype)
 
 
+def sequence_frames(text_symbols: int, cond_frames: int, duration: int) -> int:
+    """CFM.sample's rule for the sequence length: at least one frame more than the text and the reference, at most
+    MAX_DURATION. The engine uses it to know each chunk's cost before sampling."""
+    return min(max(max(text_symbols, cond_frames) + 1, duration), MAX_DURATION)
+
+
 def prepare_inputs(model, cond: torch.Tensor, text: list[list[str]], duration: int) -> FlowInputs:
     """CFM.sample's preamble for a batch of one (no lens, no edit mask); ``cond`` is ``reference_mel``'s."""
     cond_frames = cond.shape[1]
     ids = f5.text_to_ids(text, model.vocab_char_map).to(cond.device)
-    duration = max(max(int((ids != -1).sum()), cond_frames) + 1, duration)
-    duration = min(duration, MAX_DURATION)
+    duration = sequence_frames(int((ids != -1).sum()), cond_frames, duration)
     cond = F.pad(cond, (0, 0, 0, duration - cond_frames), value=0.0)
     cond_mask = (torch.arange(duration, device=cond.device) < cond_frames)[None, :, None]
     step_cond = torch.where(cond_mask, cond, torch.zeros_like(cond))
@@ -146,6 +151,7 @@ class StepGraphCache:
         self.capacity = capacity
         self.share_pool = share_pool
         self._graphs: OrderedDict[tuple[int, float], _CapturedStep] = OrderedDict()
+        self.captures = 0  # graphs captured so far: a step that captured is no sample of steady-state speed
         # One memory pool for every graph: a private pool each would hold every graph's activations at once
         # (4 graphs ≈ +0.2 GiB on the real model). Sharing is safe here because graphs never replay concurrently
         # (one synthesis at a time) and each graph's output tensor stays referenced, so no later capture reuses it.
@@ -156,6 +162,28 @@ class StepGraphCache:
 
     def __len__(self) -> int:
         return len(self._graphs)
+
+    def fresh(self) -> StepGraphCache:
+        """An empty cache of the same capacity sharing this one's pool and stream (what a never-seen utterance length
+        costs, measured without dropping this cache's graphs; no new stream, so no new cuBLAS workspace)."""
+        other = StepGraphCache(self.capacity, self.share_pool)
+        other._pool, other._stream = self._pool, self._stream
+        return other
+
+    def would_capture(self, durations: list[int], cfg_strength: float) -> list[bool]:
+        """For utterances of these lengths sampled in order: which will capture a new graph (not cached, or evicted
+        by the ones before it). Changes nothing."""
+        cached = list(self._graphs)
+        captures = []
+        for duration in durations:
+            key = (duration, round(cfg_strength, 6))
+            captures.append(key not in cached)
+            if key in cached:
+                cached.remove(key)
+            elif len(cached) >= self.capacity:
+                cached.pop(0)
+            cached.append(key)
+        return captures
 
     def step_for(self, transformer, inputs: FlowInputs, cfg_strength: float) -> GraphedStep:
         key = (inputs.duration, round(cfg_strength, 6))
@@ -172,6 +200,7 @@ class StepGraphCache:
             captured = self._capture(transformer, inputs, cfg_strength, text_cond, text_uncond, self._pool,
                                      self._stream)
             self._graphs[key] = captured
+            self.captures += 1
         else:
             self._graphs.move_to_end(key)
             captured.text_cond.copy_(text_cond)

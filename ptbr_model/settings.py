@@ -10,11 +10,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ptbr_model.text.chunking import DEFAULT_FIRST_CHUNK_BYTES
+
 
 # Speed presets: flow steps. NFE 7 and 16 use upstream's empirically pruned step schedule (EPSS), which
 # CFM.sample applies to those step counts by itself; NFE 32 is upstream's default uniform schedule.
 SPEED_PRESETS: dict[str, int] = {"quality": 32, "balanced": 16, "fast": 7}
 SpeedPreset = Literal["quality", "balanced", "fast"]
+CompileMode = Literal["auto", "true", "false"]
+_COMPILE_ALIASES = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
 
 
 class Settings(BaseSettings):
@@ -29,9 +33,14 @@ class Settings(BaseSettings):
     cuda_graphs: int = Field(
         4, ge=0, le=64, description="CUDA graphs of the transformer step kept (one per utterance length); 0 = off"
     )
-    compile: bool = Field(
-        False, description="torch.compile the DiT blocks on CUDA GPUs of compute capability 7.0+ (needs a C compiler; "
-        "about 30 s more at load)"
+    compile: CompileMode = Field(
+        "auto", description="torch.compile the DiT blocks: 'auto' = on CUDA GPUs of compute capability 7.0+ when "
+        "Triton, a C compiler and Python headers are there, verified by the warm-up (else eager, one log line); "
+        "'true' = try even without the toolchain check; 'false' = never. Pascal is always eager"
+    )
+    compile_cache_dir: Path | None = Field(
+        None, description="torch.compile's cache (Inductor and Triton), kept across restarts; "
+        "default <data_dir>/cache/torch-compile"
     )
     warmup: bool = Field(True, description="run one short synthesis at load; checks FP16 output is finite")
 
@@ -50,6 +59,16 @@ class Settings(BaseSettings):
     lexicon_file: Path | None = Field(
         None, description="pronunciation lexicon (TSV word<TAB>respelling, or a JSON object) merged over the "
         "built-in loanword lexicon; README, Pronunciation"
+    )
+    first_chunk_bytes: int = Field(
+        DEFAULT_FIRST_CHUNK_BYTES, ge=0, le=1000,
+        description="streamed responses: make the first text chunk at most this many UTF-8 bytes (a clause) so audio "
+        "starts early; 0 = off",
+    )
+    latency_budget_s: float | None = Field(
+        None, gt=0.0, le=3600.0,
+        description="default latency budget: lower the flow steps (32/16/12/10/7, never above the preset's) until "
+        "the predicted synthesis time fits; unset = off; an explicit nfe_step wins",
     )
 
     # Limits on what a client may send
@@ -162,6 +181,24 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
 
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_accepts_booleans(cls, value: object) -> object:
+        # PTBR_COMPILE was a boolean before 'auto' existed: true/false/1/0/yes/no/on/off keep working.
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return _COMPILE_ALIASES.get(lowered, lowered)
+        return value
+
+    @property
+    def compile_cache_path(self) -> Path:
+        if self.compile_cache_dir is not None:
+            return self.compile_cache_dir
+        return self.data_dir / "cache" / "torch-compile"
+
+
 def parse_aliases(text: str) -> dict[str, str]:
     """'alloy=ana, nova = Bia Souza' (or a JSON object) → {"alloy": "ana", "nova": "Bia Souza"}. Keys are matched
     case-insensitively, so they are stored lower-cased."""
@@ -207,6 +244,13 @@ def resolve_nfe_step(settings: Settings, nfe_step: int | None, preset: str | Non
     if preset is not None:
         return SPEED_PRESETS[preset]
     return settings.nfe_step if settings.nfe_step is not None else SPEED_PRESETS[settings.speed_preset]
+
+
+def resolve_latency_budget(settings: Settings, latency_budget_s: float | None, nfe_step: int | None) -> float | None:
+    """A request's latency_budget_s, else PTBR_LATENCY_BUDGET_S; none when the request named nfe_step (it wins)."""
+    if nfe_step is not None:
+        return None
+    return latency_budget_s if latency_budget_s is not None else settings.latency_budget_s
 
 
 @lru_cache(maxsize=1)

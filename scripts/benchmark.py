@@ -2,16 +2,21 @@
 """Benchmark the synthesizer, and upstream f5-tts's pipeline on identical inputs, over fixed pt-BR workloads.
 
     python scripts/benchmark.py [--quick | --checkpoint FILE --vocoder DIR | --tag TAG] [--real-size-vocoder]
-                                [--device auto|cpu|cuda] [--dtypes float16,float32] [--allow-cpu-fp16]
+                                [--device auto|cpu|cuda] [--dtypes auto|float16,float32] [--allow-cpu-fp16]
                                 [--nfe 7,16,32] [--workloads sentence,paragraph] [--repeats N] [--no-upstream]
-                                [--flops-only] [--reference-sweep 3,6,9,12] [--sweep-nfe 7,16]
+                                [--flops-only] [--reference-sweep 3,6,9,12] [--sweep-nfe 7,16] [--budget-1050ti S]
+                                [--compile auto|true|false] [--cuda-graphs N] [--compile-cache DIR]
+                                [--first-chunk-bytes N] [--emulate-pascal] [--cold-start] [--workdir DIR]
                                 [--memory-fraction F] [--out FILE]
 
-By default the model is F5TTS_Base-sized with random weights (speed and memory depend on shapes, not values),
-written, validated and loaded through the project's own import path into a temporary model folder (the
-BentoML store is only used with --tag). Each case is one
-warm-up and N timed runs of our engine and of upstream's infer_batch_process, taking turns. One JSON object per
-case goes to stdout (JSON Lines); progress and a summary table go to stderr.
+With no speed flags it measures what the service runs by default (ptbr_model.settings: PTBR_COMPILE=auto, CUDA
+graphs, dtype auto, the first-chunk size), loaded the service's way (load_checked: warm-up, compilation check,
+latency calibration). By default the model is F5TTS_Base-sized with random weights (speed and memory depend on
+shapes, not values), written, validated and loaded through the project's own import path into a temporary model
+folder (the BentoML store is only used with --tag). Each case is one warm-up and N timed runs of our engine and of
+upstream's infer_batch_process, taking turns, plus the time to first audio of a streamed synthesis (short first
+chunk) and of that first chunk alone, and the engine's own prediction of its time. One JSON object per case goes to
+stdout (JSON Lines); progress and a summary table go to stderr.
 
 FLOPs are counted without running the model: the engine runs for real around a stand-in that records each DiT
 call, and the real DiT replays those calls on fake tensors under FlopCounterMode (exact; see FlopProbe).
@@ -26,6 +31,7 @@ import dataclasses
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +41,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
+
+PROCESS_STARTED = time.perf_counter()  # before torch's import: the cold-start child's import time starts here
+
+if __name__ == "__main__" and "--emulate-pascal" in sys.argv:
+    # A GTX 10xx has no Triton (it needs compute capability 7.0+): hide it before torch looks for it.
+    sys.modules["triton"] = None  # type: ignore[assignment]
 
 import numpy as np
 import torch
@@ -58,6 +70,7 @@ from ptbr_model.bench_workloads import (  # noqa: E402
     voice_like,
 )
 from ptbr_model.checkpoint import CheckpointError  # noqa: E402
+from ptbr_model.cost import NFE_CANDIDATES, LatencyModel, choose_nfe  # noqa: E402
 from ptbr_model.demo import DEMO_VOCOS_CONFIG, write_demo_files  # noqa: E402
 from ptbr_model.engine import (  # noqa: E402
     DeviceOutOfMemory,
@@ -65,9 +78,12 @@ from ptbr_model.engine import (  # noqa: E402
     SynthesisOptions,
     SynthesisResult,
     Synthesizer,
+    load_checked,
     plain_dit_blocks,
     resolve_device,
+    resolve_dtype,
 )
+from ptbr_model.settings import Settings  # noqa: E402
 
 GIB = 1024**3
 RANDOM_SEED = 0
@@ -107,6 +123,10 @@ EST_1050TI_ASSUMPTION = (
 # pass (the DiT caches it), and the vocoder once. Not counted: FFTs (reference mel, vocoder iSTFT), elementwise
 # ops, norms and softmax. One multiply-add is 2 FLOPs. Upstream runs the same model calls, hence the same count.
 FLOPS_COUNTED = "engine.synthesize: DiT (batch 2 for CFG) x nfe_step per chunk, text embedding, vocoder; no FFTs"
+# The 1050 Ti budget table: steps a latency budget picks there, predicted from FLOPs alone at the rate above.
+DEFAULT_BUDGET_1050TI_S = 10.0
+# Pascal emulation (--emulate-pascal): the compute capability the engine is told.
+PASCAL_CAPABILITY = (6, 1)
 
 
 # --- command line ----------------------------------------------------------------------------------------------
@@ -125,8 +145,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                        help="with the random model: a random vocoder of vocos-mel-24khz's size instead of the demo one")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda if available")
-    grid.add_argument("--dtypes", type=_csv(str), metavar="LIST", default=["float16", "float32"],
-                      help="comma list of float16,float32 (float16 runs on CUDA only unless --allow-cpu-fp16)")
+    grid.add_argument("--dtypes", type=_csv(str), metavar="LIST", default=["auto"],
+                      help="comma list of auto,float16,float32 (default auto, as the service: float16 on CUDA, "
+                           "float32 on the CPU; float16 runs on CUDA only unless --allow-cpu-fp16)")
     grid.add_argument("--allow-cpu-fp16", action="store_true",
                       help="also run float16 on the CPU (slow, unrepresentative)")
     grid.add_argument("--nfe", type=_csv(int), metavar="LIST",
@@ -142,14 +163,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="comma list of reference seconds (e.g. 3,6,9,12): report FLOPs per reference length")
     grid.add_argument("--sweep-nfe", type=_csv(int), metavar="LIST", default=[7, 16],
                       help="NFE steps of the sweep (default 7,16)")
-    speed = parser.add_argument_group("speed (CUDA)")
-    speed.add_argument("--cuda-graphs", type=int, default=4, metavar="N",
-                       help="step graphs kept per model (0: eager steps only); on CUDA each case is also timed "
-                            "eagerly and the two outputs compared")
-    speed.add_argument("--compile", action="store_true",
-                       help="torch.compile the DiT blocks (CUDA, compute capability 7.0+); compares with eager steps")
+    grid.add_argument("--budget-1050ti", type=float, metavar="SECONDS", default=DEFAULT_BUDGET_1050TI_S,
+                      help="with --reference-sweep: the steps this latency budget picks on the 1050 Ti estimate "
+                           f"(default {DEFAULT_BUDGET_1050TI_S:g})")
+    settings = Settings()  # no speed flag = the service's defaults (PTBR_* variables included)
+    speed = parser.add_argument_group("speed (defaults: the service's settings)")
+    speed.add_argument("--cuda-graphs", type=int, default=settings.cuda_graphs, metavar="N",
+                       help=f"step graphs kept per model (0: eager steps only; default {settings.cuda_graphs}); on "
+                            "CUDA each case is also timed eagerly and the two outputs compared")
+    speed.add_argument("--compile", nargs="?", const="true", default=settings.compile, choices=("auto", "true", "false"),
+                       help=f"torch.compile the DiT blocks (default {settings.compile}, as PTBR_COMPILE; a bare "
+                            "--compile means true)")
+    speed.add_argument("--compile-cache", type=Path, metavar="DIR",
+                       help="torch.compile's cache folder (default: a fresh one in the work folder)")
+    speed.add_argument("--first-chunk-bytes", type=int, default=settings.first_chunk_bytes, metavar="N",
+                       help=f"first chunk of a streamed synthesis (default {settings.first_chunk_bytes}, as "
+                            "PTBR_FIRST_CHUNK_BYTES; 0: normal chunking)")
     speed.add_argument("--cudnn-benchmark", action="store_true",
                        help="let cuDNN autotune its convolutions (the grouped conv of the position embedding)")
+    speed.add_argument("--emulate-pascal", action="store_true",
+                       help="on an sm_70+ GPU, run the code paths of a compute capability 6.1 card: capability "
+                            "reported as 6.1 (so eager blocks), no Triton, memory-efficient attention only")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="instead of the grid: time two fresh processes from start to ready, the first with an "
+                             "empty compile cache, the second reusing it")
+    parser.add_argument("--cold-start-child", type=Path, metavar="MODEL_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, metavar="DIR",
+                        help="keep the generated model (and compile cache) here and reuse them on the next run")
     parser.add_argument("--memory-fraction", type=float, metavar="F",
                         help="cap this process's CUDA memory to F of the card (4 GB card: 3.0 GiB / total)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON lines to this file")
@@ -181,9 +221,13 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--tag uses the stored model's own vocoder: drop --vocoder/--real-size-vocoder")
     if args.checkpoint and not args.vocoder:
         parser.error("--checkpoint needs --vocoder DIR (or --vocoder hub)")
-    unknown = [name for name in args.dtypes if name not in ("float16", "float32")]
+    unknown = [name for name in args.dtypes if name not in ("auto", "float16", "float32")]
     if unknown:
-        parser.error(f"unknown --dtypes {unknown}: use float16,float32")
+        parser.error(f"unknown --dtypes {unknown}: use auto,float16,float32")
+    if args.first_chunk_bytes < 0:
+        parser.error("--first-chunk-bytes must be 0 (off) or positive")
+    if args.emulate_pascal:
+        args.compile = "auto"  # what the service would run; the reported capability makes it eager
     unknown = [name for name in args.workloads if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown --workloads {unknown}: use {','.join(WORKLOADS)}")
@@ -209,6 +253,10 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> store.StoredModel:
     """The model under test, imported with the project's own path (checkpoint → store → load_stored)."""
     if args.tag:
         return store.load_stored(args.tag)
+    model_dir = workdir / f"model-{model_source(args)}-{vocoder_source(args).replace('/', '_')}"
+    if (model_dir / "metadata.json").exists():  # --workdir: written by an earlier run
+        progress(f"reusing the model in {model_dir}")
+        return store.load_model_dir(model_dir, tag=f"bench:{model_source(args)}")
     vocab = f5.shipped_vocab_path()
     demo_checkpoint, demo_vocoder = write_demo_files(workdir)
     if args.checkpoint:
@@ -228,9 +276,11 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> store.StoredModel:
     options = store.ImportOptions(checkpoint, source, vocab, vocoder_dir, demo=source in ("demo", "random-real-size"))
     # The project's own import path, minus the BentoML store: the same checks and files, and GPU machines
     # need no bentoml to run the benchmark.
-    model_dir = workdir / "model"
-    model_dir.mkdir()
-    store.write_model_dir(store.validate_import(options, progress), model_dir)
+    partial = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    store.write_model_dir(store.validate_import(options, progress), partial)
+    partial.rename(model_dir)
     return store.load_model_dir(model_dir, tag=f"bench:{source}")
 
 
@@ -483,10 +533,11 @@ def uncompiled_blocks(transformer: torch.nn.Module) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FlopCount:
-    flops: int
+    flops: int  # counted: FlopCounterMode over the real modules (FlopProbe)
     audio_seconds: float
     chunks: list[str]
     normalized_chars: int
+    analytic: int  # the engine's own formula (ptbr_model.cost), which the latency budget uses
 
 
 def environment(stored: store.StoredModel, source: str, vocoder: str, device: torch.device) -> dict[str, Any]:
@@ -517,9 +568,10 @@ def git_commit() -> tuple[str | None, bool | None]:
     return head, bool(status.strip())
 
 
-def flops_fields(flops: int) -> dict[str, Any]:
+def flops_fields(flops: int, analytic: int | None = None) -> dict[str, Any]:
     return {
         "flops": flops,
+        "flops_analytic_equal": None if analytic is None else analytic == flops,
         "flops_counted": FLOPS_COUNTED,
         "est_1050ti_s": round(flops / EST_1050TI_FLOPS_PER_S, 3),
         "est_1050ti_assumption": EST_1050TI_ASSUMPTION,
@@ -561,7 +613,7 @@ def case_record(workload: Workload, options: SynthesisOptions, synthesizer: Synt
         "load_peak_gib": gib(synthesizer.load_peak_bytes),
         # The model's resident memory plus the request's own peak: what a process serving only this needs.
         "peak_vram_gib": gib(synthesizer.resident_bytes + ours.peak_bytes) if ours.peak_bytes is not None else None,
-        **flops_fields(count.flops),
+        **flops_fields(count.flops, count.analytic),
         "upstream_latency_s_median": upstream_median,
         "upstream_latency_s_min": theirs.stat(min) if theirs else None,
         "upstream_latency_s_max": theirs.stat(max) if theirs else None,
@@ -590,6 +642,7 @@ class Bench:
     probe: FlopProbe
     emit: Callable[[dict[str, Any]], None]
     env: dict[str, Any]
+    compile_cache: Path | None = None
     flop_cache: dict[tuple[str, int, str, int], FlopCount] = field(default_factory=dict)
 
     def options(self, nfe_step: int) -> SynthesisOptions:
@@ -600,7 +653,9 @@ class Bench:
         key = (workload.name, nfe_step, reference.text, reference.wave.shape[-1])
         if key not in self.flop_cache:
             flops, result = self.probe.count(workload.text, reference, self.options(nfe_step))
-            self.flop_cache[key] = FlopCount(flops, result.audio_seconds, result.chunks, len(result.normalized_text))
+            analytic = self.probe.synthesizer.plan(workload.text, reference, self.options(nfe_step)).flops
+            self.flop_cache[key] = FlopCount(flops, result.audio_seconds, result.chunks, len(result.normalized_text),
+                                             analytic)
         return self.flop_cache[key]
 
 
@@ -619,14 +674,21 @@ def run_grid(bench: Bench, dtypes: list[str]) -> list[dict[str, Any]]:
         return records
     total = len(dtypes) * len(workloads) * len(args.nfe)
     for dtype in dtypes:
-        progress(f"loading {bench.stored.tag} on {bench.device} in {dtype}")
-        synthesizer = Synthesizer.load(bench.stored, str(bench.device), dtype, cuda_graphs=args.cuda_graphs,
-                                       compile_blocks=args.compile)
+        progress(f"loading {bench.stored.tag} on {bench.device} in {dtype} (compile={args.compile}), warming up")
+        started = time.perf_counter()
+        # As the service loads: warm-up (compiles and verifies the compiled blocks), latency calibration.
+        synthesizer = load_checked(bench.stored, str(bench.device), dtype, cuda_graphs=args.cuda_graphs,
+                                   compile_blocks=args.compile, compile_cache_dir=bench.compile_cache,
+                                   first_chunk_bytes=args.first_chunk_bytes)
+        loaded = loaded_fields(synthesizer, time.perf_counter() - started)
+        progress(f"ready in {loaded['ready_s']} s; DiT blocks: {synthesizer.compile_status}; latency model "
+                 f"GEMMs {loaded['latency_tflops']} TFLOP/s, attention {loaded['latency_attention_tflops']} TFLOP/s, "
+                 f"{loaded['latency_step_ms']} ms/step, {loaded['latency_chunk_ms']} ms/chunk")
         reference = synthesizer.make_reference(raw_wave, transcript)
         for workload, nfe_step in _cases(workloads, args.nfe):
             progress(f"[{len(records) + 1}/{total}] {workload.name} nfe={nfe_step} {dtype}")
             count = bench.count(workload, nfe_step, probe_reference)
-            record = run_case(bench, synthesizer, workload, nfe_step, count, raw_wave, reference)
+            record = {**run_case(bench, synthesizer, workload, nfe_step, count, raw_wave, reference), **loaded}
             progress(f"[{len(records) + 1}/{total}] {case_summary(record)}")
             records.append(record)
             bench.emit(record)
@@ -641,23 +703,128 @@ def _cases(workloads: list[Workload], nfe_steps: list[int]) -> Iterator[tuple[Wo
             yield workload, nfe_step
 
 
+def loaded_fields(synthesizer: Synthesizer, ready_seconds: float) -> dict[str, Any]:
+    latency = synthesizer.latency
+    return {
+        "ready_s": round(ready_seconds, 2),
+        "compiled": synthesizer.compiled,
+        "compile_status": synthesizer.compile_status,
+        "latency_tflops": round(1 / latency.seconds_per_flop / 1e12, 3) if latency and latency.seconds_per_flop else None,
+        "latency_attention_tflops": (round(1 / latency.seconds_per_attention_flop / 1e12, 3)
+                                     if latency and latency.seconds_per_attention_flop else None),
+        "latency_step_ms": round(latency.seconds_per_step * 1e3, 3) if latency else None,
+        "latency_chunk_ms": round(latency.seconds_per_chunk * 1e3, 3) if latency else None,
+        "latency_capture_ms": round(latency.seconds_per_capture * 1e3, 3) if latency else None,
+        "latency_calibration": [{"flops": o.work.flops, "attention_flops": o.work.attention_flops,
+                                 "steps": o.work.steps, "captures": o.work.captures, "seconds": round(o.seconds, 5)}
+                                for o in synthesizer.calibration],
+        "latency_capture_tflops": (round(1 / latency.seconds_per_capture_flop / 1e12, 3)
+                                   if latency and latency.seconds_per_capture_flop else None),
+    }
+
+
 def run_case(bench: Bench, synthesizer: Synthesizer, workload: Workload, nfe_step: int, count: FlopCount,
              raw_wave: np.ndarray, reference: Reference) -> dict[str, Any]:
     options = bench.options(nfe_step)
-    ours = Timing("engine", lambda: synthesizer.synthesize(workload.text, reference, options).wave)
-    # The same engine with every step run eagerly: what the CUDA graphs buy, and proof they change nothing.
+    results: list[SynthesisResult] = []
+
+    def run_ours() -> np.ndarray:
+        results.append(synthesizer.synthesize(workload.text, reference, options))
+        return results[-1].wave
+
+    ours = Timing("engine", run_ours)
+    # The same engine with every step run eagerly: what the CUDA graphs buy, and proof they change nothing. It
+    # gets no latency model: its timings must not teach the engine's.
     graphs_on = synthesizer.step_graphs is not None
-    eager_engine = dataclasses.replace(synthesizer, step_graphs=None) if graphs_on else None
+    eager_engine = dataclasses.replace(synthesizer, step_graphs=None, latency=None) if graphs_on else None
     eager = Timing("eager", lambda: eager_engine.synthesize(workload.text, reference, options).wave) if eager_engine else None
+    # Streaming: time to the first piece of audio with the short first chunk, and that chunk synthesised alone.
+    stream_plan = synthesizer.plan(workload.text, reference, options, first_chunk_short=True)
+    first_chunk = stream_plan.chunks[0]
+
+    def run_first_audio() -> np.ndarray:
+        stream = synthesizer.iter_synthesis(workload.text, reference, options, first_chunk_short=True)
+        try:
+            return next(stream).wave
+        finally:
+            stream.close()
+
+    first_audio = Timing("first audio (stream)", run_first_audio)
+    first_alone = Timing("first chunk alone", lambda: synthesizer.synthesize(first_chunk, reference, options).wave)
+    # Real traffic brings lengths the graph cache has not seen: the same request with an empty cache each time pays
+    # a capture per chunk (the engine predicts that too).
+    new_results: list[SynthesisResult] = []
+    new_lengths = new_first_audio = None
+    if graphs_on:
+        def run_new_lengths() -> np.ndarray:
+            fresh = dataclasses.replace(synthesizer, step_graphs=synthesizer.step_graphs.fresh())
+            new_results.append(fresh.synthesize(workload.text, reference, options))
+            return new_results[-1].wave
+
+        def run_new_first_audio() -> np.ndarray:
+            fresh = dataclasses.replace(synthesizer, step_graphs=synthesizer.step_graphs.fresh())
+            stream = fresh.iter_synthesis(workload.text, reference, options, first_chunk_short=True)
+            try:
+                return next(stream).wave
+            finally:
+                stream.close()
+
+        new_lengths = Timing("new lengths", run_new_lengths)
+        new_first_audio = Timing("first audio, new length", run_new_first_audio)
     theirs = None
     if not bench.args.no_upstream:
         # The chunks our front-end made (upstream gets text that is already normalised and chunked).
         theirs = Timing("upstream", upstream_runner(synthesizer, raw_wave, reference, count.chunks, options))
-    measure([side for side in (ours, eager, theirs) if side], synthesizer.device, bench.args.repeats,
-            synthesizer.sample_rate)
+    measure([side for side in (ours, eager, theirs, first_audio, first_alone, new_lengths, new_first_audio) if side],
+            synthesizer.device, bench.args.repeats, synthesizer.sample_rate)
     record = case_record(workload, options, synthesizer, count, ours, theirs, bench.env, bench.args.repeats)
+    record.update(prediction_fields(results, ours, bench.args.repeats))
+    record.update(first_audio_fields(first_audio, first_alone, stream_plan.chunks, ours))
+    if new_lengths is not None:
+        new = prediction_fields(new_results, new_lengths, bench.args.repeats)
+        record.update({
+            "new_lengths_latency_s_median": new_lengths.stat(statistics.median),
+            "new_lengths_predicted_s": new["predicted_s"],
+            "new_lengths_prediction_error": new["prediction_error"],
+            "first_audio_new_length_s_median": new_first_audio.stat(statistics.median),
+        })
     record.update(output_checks(synthesizer, ours, eager, bench.args.save_waves, f"{workload.name}-{nfe_step}"))
     return record
+
+
+def prediction_fields(results: list[SynthesisResult], ours: Timing, repeats: int) -> dict[str, Any]:
+    """The engine's own prediction against the measured median: the first (made before this case had ever run:
+    calibration and earlier cases only) and the median over the timed runs (the moving average at work)."""
+    measured = ours.stat(statistics.median)
+    timed = [r.predicted_seconds for r in results[1:repeats + 1] if r.predicted_seconds is not None]
+    first = results[0].predicted_seconds if results else None
+    predicted = statistics.median(timed) if timed else None
+    return {
+        "nfe_step_used": results[-1].nfe_step if results else None,
+        "flops_analytic": results[-1].flops if results else None,
+        "predicted_s_first": round(first, 4) if first is not None else None,
+        "predicted_s": round(predicted, 4) if predicted is not None else None,
+        "prediction_error_first": round(first / measured - 1, 3) if first is not None and measured else None,
+        "prediction_error": round(predicted / measured - 1, 3) if predicted is not None and measured else None,
+    }
+
+
+def first_audio_fields(first_audio: Timing, first_alone: Timing, stream_chunks: tuple[str, ...],
+                       ours: Timing) -> dict[str, Any]:
+    streamed = first_audio.stat(statistics.median)
+    alone = first_alone.stat(statistics.median)
+    return {
+        # Time to first audio: non-streamed, it is the whole latency; streamed, the first piece's.
+        "first_audio_s_median": streamed,
+        "first_audio_s_min": first_audio.stat(min),
+        "first_chunk_alone_s_median": alone,
+        "first_audio_vs_first_chunk": round(streamed / alone, 3) if streamed and alone else None,
+        "first_audio_nonstreamed_s_median": ours.stat(statistics.median),
+        "stream_chunks": len(stream_chunks),
+        "first_chunk_text": stream_chunks[0],
+        "first_chunk_utf8_bytes": len(stream_chunks[0].encode("utf-8")),
+        "first_audio_error": first_audio.error or first_alone.error,
+    }
 
 
 def output_checks(synthesizer: Synthesizer, ours: Timing, eager: Timing | None, save_dir: Path | None,
@@ -691,7 +858,7 @@ def flops_record(workload: Workload, nfe_step: int, count: FlopCount, ref_second
         "kind": "flops",
         **workload_fields(workload, nfe_step, count, ref_seconds),
         "audio_s": round(count.audio_seconds, 3),
-        **flops_fields(count.flops),
+        **flops_fields(count.flops, count.analytic),
         **bench.env,
     }
 
@@ -709,7 +876,29 @@ def run_reference_sweep(bench: Bench) -> list[dict[str, Any]]:
             progress(f"sweep ref={seconds:g}s {workload.name} nfe={nfe_step}: {count.flops / 1e12:.2f} TFLOP")
             records.append(record)
             bench.emit(record)
+        for workload in [WORKLOADS[name] for name in bench.args.workloads]:
+            records.append(budget_record(bench, workload, reference, seconds))
+            bench.emit(records[-1])
     return records
+
+
+def budget_record(bench: Bench, workload: Workload, reference: Reference, ref_seconds: float) -> dict[str, Any]:
+    """The steps a latency budget picks on the GTX 1050 Ti estimate (FLOPs ÷ 1.5 TFLOP/s, no overhead term): under
+    the default preset (balanced, 16 steps at most) and under quality (32 at most)."""
+    budget = bench.args.budget_1050ti
+    latency = LatencyModel.from_flop_rate(EST_1050TI_FLOPS_PER_S, source="1050 Ti estimate")
+    cost = bench.probe.synthesizer.plan(workload.text, reference, bench.options(16)).cost
+    estimates = {str(step): round(latency.predict_request(cost, step), 2) for step in NFE_CANDIDATES}
+    picks = {}
+    for preset, ceiling in (("balanced", 16), ("quality", 32)):
+        step, predicted = choose_nfe(cost, latency, budget, ceiling)
+        picks[preset] = {"nfe_step": step, "est_1050ti_s": round(predicted, 2), "fits": predicted <= budget}
+    progress(f"1050 Ti, {budget:g} s budget, ref={ref_seconds:g}s {workload.name}: balanced → "
+             f"{picks['balanced']['nfe_step']} steps ({picks['balanced']['est_1050ti_s']} s), quality → "
+             f"{picks['quality']['nfe_step']} steps ({picks['quality']['est_1050ti_s']} s)")
+    return {"kind": "budget_1050ti", "workload": workload.name, "ref_s": ref_seconds, "budget_s": budget,
+            "picks": picks, "est_1050ti_s_by_nfe": estimates, "est_1050ti_assumption": EST_1050TI_ASSUMPTION,
+            **bench.env}
 
 
 # --- output ----------------------------------------------------------------------------------------------------
@@ -741,6 +930,11 @@ def print_table(records: list[dict[str, Any]], stream: TextIO) -> None:
                ("upstream s", "upstream_latency_s_median", ".3f"), ("speedup", "speedup_vs_upstream", ".2f"),
                ("eager s", "eager_latency_s_median", ".3f"), ("graphs x", "graphs_speedup", ".2f"),
                ("peak GiB", "peak_vram_gib", ".2f"), ("up. GiB", "upstream_peak_vram_gib", ".2f"),
+               ("1st audio s", "first_audio_s_median", ".3f"), ("1st chunk s", "first_chunk_alone_s_median", ".3f"),
+               ("1st ratio", "first_audio_vs_first_chunk", ".2f"), ("pred s", "predicted_s", ".3f"),
+               ("pred err", "prediction_error", "+.2f"), ("steps", "nfe_step_used", "d"),
+               ("new-len s", "new_lengths_latency_s_median", ".3f"), ("new pred err", "new_lengths_prediction_error", "+.2f"),
+               ("1st new s", "first_audio_new_length_s_median", ".3f"),
                ("TFLOP", "flops", ""), ("1050Ti est s", "est_1050ti_s", ".2f"), ("ref s", "ref_s", "g")]
     present = [column for column in columns if any(column[1] in record for record in records)]
     rows = [[column[0] for column in present]]
@@ -752,13 +946,22 @@ def print_table(records: list[dict[str, Any]], stream: TextIO) -> None:
 
 
 def print_summary(records: list[dict[str, Any]]) -> None:
-    grid = [record for record in records if record["kind"] != "reference_sweep"]
+    grid = [record for record in records if record["kind"] in ("case", "flops")]
     sweep = [record for record in records if record["kind"] == "reference_sweep"]
     if not records:
         progress("no case ran (float16 on the CPU needs --allow-cpu-fp16)")
     for table in (grid, sweep):
         if table:
             print_table(table, sys.stderr)
+    for record in records:
+        if record["kind"] == "budget_1050ti":
+            picks = record["picks"]
+            progress(f"1050 Ti est., {record['budget_s']:g} s budget, {record['workload']}, ref {record['ref_s']:g} s: "
+                     f"balanced → {picks['balanced']['nfe_step']} steps ({picks['balanced']['est_1050ti_s']} s), "
+                     f"quality → {picks['quality']['nfe_step']} steps ({picks['quality']['est_1050ti_s']} s)")
+        elif record["kind"] == "cold_start":
+            progress(f"cold start, {record['compile_cache']} compile cache: ready after {record['process_to_ready_s']} s "
+                     f"({record['compile_status']}); first sentence {record['first_sentence_after_ready_s']} s")
 
 
 def _cell(value: Any, spec: str, key: str) -> str:
@@ -779,11 +982,14 @@ def json_writer(streams: list[TextIO]) -> Callable[[dict[str, Any]], None]:
 
 
 def selected_dtypes(args: argparse.Namespace, device: torch.device) -> list[str]:
+    # 'auto' is the service's choice for this device (float16 on CUDA, float32 on the CPU).
+    names = [str(resolve_dtype(name, device)).removeprefix("torch.") for name in args.dtypes]
+    names = list(dict.fromkeys(names))
     if device.type == "cuda" or args.allow_cpu_fp16:
-        return list(args.dtypes)
-    if "float16" in args.dtypes:
+        return names
+    if "float16" in names:
         progress("skipping float16 on the CPU (--allow-cpu-fp16 to run it)")
-    return [dtype for dtype in args.dtypes if dtype != "float16"]
+    return [dtype for dtype in names if dtype != "float16"]
 
 
 def model_source(args: argparse.Namespace) -> str:
@@ -813,24 +1019,129 @@ def prepare_device(args: argparse.Namespace) -> torch.device:
             raise SystemExit("error: --memory-fraction needs a CUDA device")
         # Before the model loads: every allocation of the run then counts against the cap (a 4 GB card's).
         torch.cuda.set_per_process_memory_fraction(args.memory_fraction, device.index or torch.cuda.current_device())
+    if args.emulate_pascal:
+        if device.type != "cuda":
+            raise SystemExit("error: --emulate-pascal needs a CUDA device")
+        emulate_pascal()
     return device
+
+
+def emulate_pascal() -> None:
+    """Make this process take the code paths a compute capability 6.1 card (GTX 10xx) takes: the engine and torch's
+    Python side read capability 6.1 (so the blocks stay eager), Triton is hidden (done at import, see the top of
+    this file), and scaled_dot_product_attention gets the kernels sm_61 has: flash and cuDNN attention need sm_80+,
+    so only the memory-efficient kernel (sm_50+) and the math fallback stay enabled, chosen by torch's own rules."""
+    real = torch.cuda.get_device_capability
+
+    def capability(device: Any = None) -> tuple[int, int]:
+        real(device)  # still validates the device
+        return PASCAL_CAPABILITY
+
+    torch.cuda.get_device_capability = capability  # type: ignore[assignment]
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(True)
+    torch.backends.cuda.enable_math_sdp(True)
+
+
+def sdpa_backends() -> dict[str, bool]:
+    backends = torch.backends.cuda
+    return {"flash": backends.flash_sdp_enabled(), "mem_efficient": backends.mem_efficient_sdp_enabled(),
+            "math": backends.math_sdp_enabled(), "cudnn": backends.cudnn_sdp_enabled()}
 
 
 def benchmark(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
     device = prepare_device(args)
-    with tempfile.TemporaryDirectory(prefix="ptbr-bench-") as workdir:
-        stored = prepare_model(args, Path(workdir))
+    with contextlib.ExitStack() as stack:
+        workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptbr-bench-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        stored = prepare_model(args, workdir)
+        if args.cold_start:
+            return run_cold_starts(args, stored, workdir, emit)
         source = model_source(args)
         env = environment(stored, source, vocoder_source(args), device)
-        bench = Bench(args, stored, source, device, FlopProbe.build(stored), emit, env)
+        env.update(emulate_pascal=args.emulate_pascal, sdpa_backends=sdpa_backends() if device.type == "cuda" else None,
+                   capability=list(torch.cuda.get_device_capability(device)) if device.type == "cuda" else None)
+        compile_cache = args.compile_cache or workdir / "compile-cache"
+        bench = Bench(args, stored, source, device, FlopProbe.build(stored), emit, env, compile_cache)
         records = run_grid(bench, selected_dtypes(args, device))
         records += run_reference_sweep(bench)
     return records
 
 
+# --- cold start ------------------------------------------------------------------------------------------------
+
+
+def run_cold_starts(args: argparse.Namespace, stored: store.StoredModel, workdir: Path,
+                    emit: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """Two fresh processes, each from interpreter start to a loaded, warmed-up, calibrated engine (what the service
+    does before /readyz says ready), then one sentence: the first with an empty compile cache, the second with the
+    cache the first one filled. Torch's cache variables are removed from their environment, so the cache folder
+    given to the engine (--compile-cache, default a fresh one in the work folder) is the only one."""
+    cache = args.compile_cache or workdir / f"cold-start-cache-{os.getpid()}"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    records = []
+    for label in ("empty", "warm"):
+        command = [sys.executable, str(Path(__file__).resolve()), "--cold-start-child", str(stored.path),
+                   "--device", args.device, "--compile", args.compile, "--compile-cache", str(cache),
+                   "--cuda-graphs", str(args.cuda_graphs), "--first-chunk-bytes", str(args.first_chunk_bytes)]
+        progress(f"cold start with an {label} compile cache")
+        spawned = time.time()
+        completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+        wall = time.time() - spawned
+        if completed.returncode != 0:
+            progress(completed.stderr[-4000:])
+            raise SystemExit(f"error: the cold-start process failed ({completed.returncode})")
+        child = json.loads(completed.stdout.strip().splitlines()[-1])
+        record = {"kind": "cold_start", "compile_cache": label, "compile_mode": args.compile,
+                  "process_to_ready_s": round(child["ready_at"] - spawned, 2), "process_wall_s": round(wall, 2),
+                  "cache_files": sum(1 for path in cache.rglob("*") if path.is_file()),
+                  **{key: value for key, value in child.items() if key != "ready_at"},
+                  **environment(stored, model_source(args), vocoder_source(args), resolve_device(args.device))}
+        progress(f"  {label} cache: ready {record['process_to_ready_s']} s after the process started "
+                 f"(imports {child['imports_s']} s, load+warm-up+calibration {child['load_checked_s']} s); "
+                 f"DiT blocks: {child['compile_status']}")
+        records.append(record)
+        emit(record)
+    return records
+
+
+def cold_start_child(args: argparse.Namespace) -> int:
+    """One cold start (run as its own process by run_cold_starts): one JSON line on stdout."""
+    imported = time.perf_counter()  # torch, f5-tts and the project are imported by now
+    stored = store.load_model_dir(args.cold_start_child, tag="bench:cold-start")
+    started = time.perf_counter()
+    synthesizer = load_checked(stored, args.device, "auto", cuda_graphs=args.cuda_graphs,
+                               compile_blocks=args.compile, compile_cache_dir=args.compile_cache,
+                               first_chunk_bytes=args.first_chunk_bytes)
+    loaded = time.perf_counter()
+    ready_at = time.time()
+    reference = synthesizer.make_reference(voice_like(DEFAULT_REFERENCE_SECONDS),
+                                           reference_transcript(DEFAULT_REFERENCE_SECONDS))
+    first = time.perf_counter()
+    synthesizer.synthesize(WORKLOADS["sentence"].text, reference, SynthesisOptions(nfe_step=16, seed=SYNTHESIS_SEED))
+    synchronize(synthesizer.device)
+    done = time.perf_counter()
+    print(json.dumps({
+        "ready_at": ready_at,
+        "imports_s": round(imported - PROCESS_STARTED, 2),
+        "load_checked_s": round(loaded - started, 2),
+        "first_sentence_after_ready_s": round(done - first, 3),
+        "compiled": synthesizer.compiled,
+        "compile_status": synthesizer.compile_status,
+        "latency_tflops": loaded_fields(synthesizer, 0.0)["latency_tflops"],
+    }), file=sys.__stdout__, flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    if args.cold_start_child:
+        with contextlib.redirect_stdout(sys.stderr):
+            return cold_start_child(args)
     json_stdout = sys.stdout
     with contextlib.ExitStack() as stack:
         streams = [json_stdout]

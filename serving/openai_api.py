@@ -66,7 +66,7 @@ HIDDEN_PARAMS = frozenset({"model", "device", "server", "storage"})  # not a req
 OWNER = "f5tts-ptbr"
 # Options of the native API accepted as extra body fields, with the same types, limits and descriptions.
 SHARED_OPTIONS = ("speed_preset", "nfe_step", "cfg_strength", "sway_sampling_coef", "seed", "cross_fade_duration",
-                  "normalize_text", "sample_rate", "remove_silence", "loudness")
+                  "normalize_text", "sample_rate", "remove_silence", "loudness", "pronunciations", "latency_budget_s")
 
 
 def _engine_speed_range() -> tuple[float, float]:
@@ -527,10 +527,11 @@ async def _speech(core: SynthesisCore, body: Any) -> Response:
         speed_preset=body.speed_preset, nfe_step=body.nfe_step, cfg_strength=body.cfg_strength,
         sway_sampling_coef=body.sway_sampling_coef, speed=speed, seed=body.seed,
         cross_fade_duration=body.cross_fade_duration, normalize_text=body.normalize_text,
+        pronunciations=body.pronunciations, latency_budget_s=body.latency_budget_s,
     )
     output = core.output_options(body.response_format, body.sample_rate, body.remove_silence, body.loudness)
     reference = await core.reference(voice=voice_id, reference_audio=None, reference_text=None,
-                                     normalize_text=options.normalize_text)
+                                     normalize_text=options.normalize_text, pronunciations=options.pronunciations)
     fmt = body.response_format
     hop = int((core.stored.mel if core.stored is not None else {}).get("hop_length", 256))
     from ptbr_model.audio_stream import STREAM_FORMATS

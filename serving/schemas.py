@@ -58,13 +58,16 @@ class SynthesisFields(VoiceFields):
     cross_fade_duration: Annotated[Optional[float], Field(ge=0.0, le=1.0)] = None
     normalize_text: Annotated[bool, Field(description="spell out numbers, dates, currency, …")] = True
     pronunciations: Pronunciations = None
+    latency_budget_s: Annotated[Optional[float], Field(
+        gt=0, le=3600, description="seconds the synthesis may take: fewer flow steps (never above the preset's) until "
+        "the predicted time fits; ignored when nfe_step is given")] = None
     sample_rate: Annotated[Optional[int], Field(ge=8000, le=48000, description="resample the answer (Hz)")] = None
     loudness: Annotated[Optional[float], Field(ge=-70.0, le=-5.0, description="output loudness target, LUFS")] = None
 
     def synthesis_fields(self) -> dict:
         return self.model_dump(include={"speed_preset", "nfe_step", "cfg_strength", "sway_sampling_coef", "speed",
                                         "seed", "cross_fade_duration", "normalize_text",
-                                        "pronunciations"})
+                                        "pronunciations", "latency_budget_s"})
 
 
 class SpeechFields(SynthesisFields):

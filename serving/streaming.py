@@ -73,19 +73,13 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
                            options: SynthesisOptions, output: OutputOptions, started: float,
                            extra_headers: dict[str, str] | None = None,
                            framing: StreamFraming | None = None) -> StreamingResponse:
-    from dataclasses import replace
-
     from ptbr_model.audio_stream import StreamEncoder, stream_media_type
-    from ptbr_model.engine import NothingToSay, draw_seed, iter_cross_faded
-    from ptbr_model.text import prepare_text
 
     engine = core.require_ready()
-    prepared = prepare_text(text, engine.vocab, ref_text=reference.text, ref_audio_seconds=reference.seconds,
-                            speed=options.speed, normalize_text=options.normalize_text,
-                            lexicon=engine.lexicon_for(options.pronunciations))
-    if not prepared.chunks:
-        raise NothingToSay("text", "".join(prepared.removed))
-    options = replace(options, seed=draw_seed() if options.seed is None else options.seed)
+    # Planning (normalise, chunk with a short first chunk, seed, steps under a latency budget) raises NothingToSay
+    # here, before anything is sent.
+    stream = engine.iter_synthesis(text, reference, options, first_chunk_short=True)
+    plan = stream.plan
     ticket = core.queue.enter()
     await ticket.wait_async()
 
@@ -93,7 +87,7 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue = asyncio.Queue()
     stop = threading.Event()
-    stats = {"chunks": 0, "audio_s": 0.0}
+    stats = {"audio_s": 0.0}
 
     def put(item: object) -> None:
         try:
@@ -108,44 +102,57 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
 
             loudness = StreamLoudness(output.loudness, sample_rate=engine.sample_rate)
         try:
-            waves = engine.iter_chunk_waves(reference, list(prepared.chunks), options, options.seed)
-            fade = int(options.cross_fade_duration * engine.sample_rate)
-            for piece in iter_cross_faded(_until(waves, stop, stats), fade):
-                if output.remove_silence:
+            for chunk in stream:  # one chunk on the device per step; stops before the next once the client is gone
+                piece = chunk.wave
+                if output.remove_silence and len(piece):
                     from ptbr_model.postprocess import remove_silences
 
                     piece = remove_silences(piece, engine.sample_rate)
-                if loudness is not None:
+                if loudness is not None and len(piece):
                     piece = loudness.process(piece)
                 stats["audio_s"] += len(piece) / engine.sample_rate
                 put(encoder.encode(piece))
                 if stop.is_set():
                     break
-            put(encoder.finish())
-        except Exception as exc:  # noqa: BLE001 - headers are gone: end the stream early and log why
-            log.error("streaming synthesis failed after the headers were sent", exc_info=exc)
+            else:
+                put(encoder.finish())
+        except Exception as exc:  # noqa: BLE001 - reported to the response (a 503 before the headers, else logged)
             put(exc)
         finally:
+            stream.close()
             ticket.release()
             core.metrics.observe_memory(engine.memory_stats())
             put(_DONE)
 
     producer = threading.Thread(target=produce, name="ptbr-stream", daemon=True)
+    # Wait for the first chunk before the headers go out: a failure there (out of memory is most likely on the
+    # first chunk) is still an ordinary JSON error (503 with Retry-After), not a 200 with an empty body. The first
+    # chunk is short by design, so this costs no time to first audio: it is the first audio.
+    header = encoder.start()  # before the producer's first encode()
+    producer.start()
+    try:
+        first_item = await pieces.get()
+    except BaseException:
+        stop.set()
+        raise
+    if isinstance(first_item, BaseException):
+        raise first_item
 
     def frame(data: bytes) -> bytes:
         return data if framing is None else framing.piece(data)
 
     async def body() -> AsyncIterator[bytes]:
-        producer.start()
         first = True
-        header = encoder.start()
         if header:
             yield frame(header)
+        item = first_item
         while True:
-            item = await pieces.get()
+            if item is None:
+                item = await pieces.get()
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
+                log.error("streaming synthesis failed after the headers were sent", exc_info=item)
                 core.reject(endpoint, item)
                 if framing is not None and (tail := framing.error(item)):
                     yield tail
@@ -155,31 +162,29 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
                     core.metrics.first_audio.observe(time.perf_counter() - started)
                     first = False
                 yield frame(item)
+            item = None
         core.metrics.observe_synthesis(time.perf_counter() - started, stats["audio_s"])
-        core.log_ok(endpoint, started, text_chars=len(text), chunks=len(prepared.chunks), audio_s=stats["audio_s"],
-                    seed=options.seed, stream=True)
+        core.log_ok(endpoint, started, text_chars=len(text), chunks=len(plan.chunks), audio_s=stats["audio_s"],
+                    seed=plan.seed, nfe_step=plan.nfe_step, stream=True)
         if framing is not None:
-            summary = StreamSummary(text_chars=sum(len(chunk) for chunk in prepared.chunks),
-                                    chunks=len(prepared.chunks), audio_seconds=stats["audio_s"],
-                                    sample_rate=engine.sample_rate, seed=options.seed)
+            summary = StreamSummary(text_chars=sum(len(chunk) for chunk in plan.chunks),
+                                    chunks=len(plan.chunks), audio_seconds=stats["audio_s"],
+                                    sample_rate=engine.sample_rate, seed=plan.seed)
             if tail := framing.done(summary):
                 yield tail
 
     def on_close() -> None:
         stop.set()
-        if not producer.is_alive() and producer.ident is None:
-            ticket.release()  # the body never started: nobody else will release the device
 
-    headers = {"X-Seed": str(options.seed), "X-Chunks": str(len(prepared.chunks)),
-               **audio_headers(prepared.removed), **(extra_headers or {})}
+    headers = {"X-Seed": str(plan.seed), "X-Chunks": str(len(plan.chunks)), **plan_headers(plan),
+               **audio_headers(plan.removed_characters), **(extra_headers or {})}
     media_type = stream_media_type(output.response_format) if framing is None else framing.media_type
     return _DeviceStream(body(), on_close, media_type=media_type, headers=headers)
 
 
-def _until(waves, stop: threading.Event, stats: dict):
-    """The engine's chunk waveforms, stopping before the next chunk once the client is gone."""
-    for wave in waves:
-        stats["chunks"] += 1
-        yield wave
-        if stop.is_set():
-            return
+def plan_headers(plan) -> dict[str, str]:
+    """X-NFE-Step (the steps used) and, when a latency model is calibrated, X-Predicted-Seconds."""
+    headers = {"X-NFE-Step": str(plan.nfe_step)}
+    if plan.predicted_seconds is not None:
+        headers["X-Predicted-Seconds"] = f"{plan.predicted_seconds:.3f}"
+    return headers

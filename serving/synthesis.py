@@ -20,7 +20,7 @@ import anyio
 import numpy as np
 from starlette.responses import JSONResponse, Response
 
-from ptbr_model.settings import Settings, resolve_nfe_step
+from ptbr_model.settings import Settings, resolve_latency_budget, resolve_nfe_step
 from serving.device_queue import DeviceQueue
 from serving.errors import ApiError, api_error_response, as_api_error
 from serving.guards import LoadStatus
@@ -128,7 +128,7 @@ class SynthesisCore:
         self, *, speed_preset: str | None = None, nfe_step: int | None = None, cfg_strength: float | None = None,
         sway_sampling_coef: float | None = None, speed: float | None = None, seed: int | None = None,
         cross_fade_duration: float | None = None, normalize_text: bool = True,
-        pronunciations: dict[str, str] | None = None,
+        pronunciations: dict[str, str] | None = None, latency_budget_s: float | None = None,
     ) -> SynthesisOptions:
         from ptbr_model.engine import SynthesisOptions
 
@@ -142,6 +142,7 @@ class SynthesisCore:
             seed=seed,
             normalize_text=normalize_text,
             pronunciations=self.check_pronunciations(pronunciations),
+            latency_budget_s=resolve_latency_budget(defaults, latency_budget_s, nfe_step),
         )
 
     def check_pronunciations(self, entries: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -249,7 +250,8 @@ class SynthesisCore:
         if duration > limit:
             raise ApiError(400, "duration", f"{duration:g} s is over the {limit:g}-second limit (PTBR_MAX_DURATION_S)")
         prepared = prepare_text(text, engine.vocab, ref_text=reference.text, ref_audio_seconds=reference.seconds,
-                                speed=options.speed, normalize_text=options.normalize_text)
+                                speed=options.speed, normalize_text=options.normalize_text,
+                                lexicon=engine.lexicon_for(options.pronunciations))
         if len(prepared.chunks) > 1:
             raise ApiError(400, "duration", f"applies to one utterance, and this text makes {len(prepared.chunks)} "
                            "chunks for this voice: send one sentence (or use /synthesize_long)")
@@ -310,12 +312,15 @@ class SynthesisCore:
                         stored_dtype=metadata.get("stored_dtype"), source_name=metadata.get("source_name"))
         if engine is not None:
             info.update(dtype=str(engine.dtype).removeprefix("torch."), device=str(engine.device),
-                        sample_rate=engine.sample_rate, load_seconds=round(engine.load_seconds, 3))
+                        sample_rate=engine.sample_rate, load_seconds=round(engine.load_seconds, 3),
+                        compile_status=engine.compile_status, first_chunk_bytes=engine.first_chunk_bytes,
+                        latency_calibrated=engine.latency is not None)
         info["defaults"] = {
             "speed_preset": settings.speed_preset, "nfe_step": resolve_nfe_step(settings, None, None),
             "cfg_strength": settings.cfg_strength, "sway_sampling_coef": settings.sway_sampling_coef,
             "speed": settings.speed, "cross_fade_duration": settings.cross_fade_duration,
             "remove_silence": settings.remove_silence, "loudness": settings.loudness,
+            "latency_budget_s": settings.latency_budget_s,
         }
         info["limits"] = {
             "max_text_chars": settings.max_text_chars, "max_reference_text_chars": settings.max_reference_text_chars,
@@ -386,6 +391,9 @@ class SynthesisCore:
         self.log_ok(endpoint, started, text_chars=text_chars, chunks=len(result.chunks),
                     audio_s=len(wave) / result.sample_rate, seed=result.seed)
         headers = {"X-Seed": str(result.seed), "X-Audio-Duration": f"{len(wave) / result.sample_rate:.3f}",
+                   "X-NFE-Step": str(result.nfe_step),
+                   **({"X-Predicted-Seconds": f"{result.predicted_seconds:.3f}"}
+                      if result.predicted_seconds is not None else {}),
                    **audio_headers(result.removed_characters), **(extra_headers or {})}
         return Response(body, media_type=MEDIA_TYPES[output.response_format], headers=headers)
 

@@ -47,6 +47,20 @@ REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
     "f5_tts": (str,),
     "commit": (str, type(None)),
     "date": (str,),
+    # round 2: the service's defaults, time to first audio, the engine's own prediction
+    "first_audio_s_median": NUMBER,
+    "first_chunk_alone_s_median": NUMBER,
+    "first_audio_vs_first_chunk": NUMBER,
+    "first_audio_nonstreamed_s_median": NUMBER,
+    "first_chunk_text": (str,),
+    "predicted_s": NUMBER,
+    "predicted_s_first": NUMBER,
+    "prediction_error": NUMBER,
+    "nfe_step_used": (int,),
+    "flops_analytic": (int,),
+    "compile_status": (str,),
+    "ready_s": NUMBER,
+    "latency_tflops": NUMBER,
 }
 
 
@@ -63,13 +77,13 @@ def test_quick_cpu_run_prints_one_json_object_per_case(repo_root: Path, tmp_path
     out = tmp_path / "bench.jsonl"
     completed = subprocess.run(
         [sys.executable, str(repo_root / "scripts" / "benchmark.py"), "--device", "cpu", "--quick", "--repeats", "1",
-         "--nfe", "2", "--workloads", "sentence", "--out", str(out)],
+         "--nfe", "2", "--workloads", "sentence", "--reference-sweep", "3", "--sweep-nfe", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, cwd=repo_root,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) == 1, completed.stdout
+    assert [r["kind"] for r in records] == ["case", "reference_sweep", "budget_1050ti"], completed.stdout
     record = records[0]
     for key, types in REQUIRED_FIELDS.items():
         assert key in record, key
@@ -82,6 +96,14 @@ def test_quick_cpu_run_prints_one_json_object_per_case(repo_root: Path, tmp_path
     assert record["speedup_vs_upstream"] > 0
     assert record["flops"] > 0 and record["est_1050ti_s"] >= 0
     assert record["peak_vram_gib"] is None and record["gpu_name"] is None  # CPU run
+    # No speed flag: the service's defaults (dtype auto is float32 on a CPU; compile=auto is eager there).
+    assert record["compile_status"] == "eager: cpu is not a CUDA device" and record["compiled"] is False
+    assert record["flops_analytic"] == record["flops"] and record["flops_analytic_equal"] is True
+    assert record["nfe_step_used"] == 2 and record["predicted_s"] > 0
+    assert record["first_audio_s_median"] > 0 and record["first_chunk_alone_s_median"] > 0
+    budget = records[2]
+    assert budget["ref_s"] == 3 and budget["budget_s"] == 10
+    assert set(budget["picks"]) == {"balanced", "quality"} and budget["picks"]["balanced"]["nfe_step"] <= 16
     assert out.read_text(encoding="utf-8").splitlines() == lines
     assert "workload" in completed.stderr and "median s" in completed.stderr  # the human table
 

@@ -193,8 +193,18 @@ def test_block_compilation_is_skipped_off_cuda_and_undoable(stored):
     assert synthesizer.model.transformer.transformer_blocks[0] is blocks[0]
 
 
-def test_a_failing_compiled_warm_up_falls_back_to_plain_blocks(stored, monkeypatch):
-    """Triton failing on a GPU (no C compiler in the image) cannot happen here: the first warm-up raises as it would."""
+def test_a_failing_compiled_warm_up_falls_back_to_plain_blocks(stored, monkeypatch, caplog):
+    """Triton failing on a GPU (no C compiler in the image) cannot happen here: compilation is forced on the CPU
+    (wrapping compiles nothing yet) and the first warm-up raises as Triton would."""
+    import ptbr_model.engine as engine_module
+
+    def wrap_blocks(transformer, device):
+        for index, block in enumerate(transformer.transformer_blocks):
+            transformer.transformer_blocks[index] = torch.compile(block, dynamic=True)
+        return True
+
+    monkeypatch.setattr(engine_module, "compile_decision", lambda mode, device: (mode != "false", "to compile"))
+    monkeypatch.setattr(engine_module, "compile_dit_blocks", wrap_blocks)
     calls = {"n": 0}
     original = Synthesizer.warm_up
 
@@ -205,9 +215,13 @@ def test_a_failing_compiled_warm_up_falls_back_to_plain_blocks(stored, monkeypat
         return original(self, nfe_step)
 
     monkeypatch.setattr(Synthesizer, "warm_up", fails_first)
-    synthesizer = load_checked(stored, "cpu", "float32", compile_blocks=True)
+    with caplog.at_level("INFO", logger="ptbr.engine"):
+        synthesizer = load_checked(stored, "cpu", "float32", compile_blocks="auto")
     assert calls["n"] == 2
+    assert not synthesizer.compiled
     assert not any(hasattr(block, "_orig_mod") for block in synthesizer.model.transformer.transformer_blocks)
-    with pytest.raises(RuntimeError, match="C compiler"):
+    lines = [record for record in caplog.records if record.getMessage().startswith("DiT blocks:")]
+    assert len(lines) == 1 and lines[0].levelname == "WARNING" and "C compiler" in lines[0].getMessage()
+    with pytest.raises(RuntimeError, match="C compiler"):  # without compilation the same failure is a real one
         calls["n"] = 0
-        load_checked(stored, "cpu", "float32", compile_blocks=False)
+        load_checked(stored, "cpu", "float32", compile_blocks="false")

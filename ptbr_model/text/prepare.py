@@ -28,6 +28,7 @@ def prepare_text(
     speed: float,
     normalize_text: bool = True,
     lexicon: Lexicon | None = None,
+    first_chunk_bytes: int | None = None,
 ) -> PreparedText:
     """normalize (when asked, with ``lexicon``) -> fit_to_vocab -> chunk.
 
@@ -35,10 +36,12 @@ def prepare_text(
 
     The chunk budget is computed from the reference transcript as the model will see it (prepared the
     same way), because upstream's rule relates the reference's bytes to its seconds.
+    ``first_chunk_bytes``: make the first chunk short for early streamed audio (chunking.chunk_text).
     """
     spoken = normalize(text, lexicon=lexicon) if normalize_text else text
     fitted, removed = fit_to_vocab(spoken, vocab)
     reference = normalize(ref_text, lexicon=lexicon) if normalize_text else ref_text
     fitted_reference, _ = fit_to_vocab(reference, vocab)
     budget = chunk_budget_bytes(fitted_reference, ref_audio_seconds, speed)
-    return PreparedText(text=fitted, chunks=tuple(chunk_text(fitted, budget)), removed=tuple(removed))
+    chunks = chunk_text(fitted, budget, first_chunk_bytes)
+    return PreparedText(text=fitted, chunks=tuple(chunks), removed=tuple(removed))
