@@ -55,17 +55,26 @@ class StreamFraming(Protocol):
 
 
 class _DeviceStream(StreamingResponse):
-    """A StreamingResponse that always runs ``on_close`` when the exchange ends, even if the body never started
-    (a client gone before the headers were sent), so the device ticket can never leak."""
+    """A StreamingResponse that runs ``on_close`` as soon as the client disconnects, and always when the exchange
+    ends. Starlette (ASGI spec 2.4 servers such as uvicorn) only notices a disconnect when its next send fails,
+    i.e. after the next chunk was generated; watching ``receive`` for ``http.disconnect`` lets the producer stop
+    at the very next chunk boundary instead."""
 
     def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], None], **kwargs) -> None:
         super().__init__(body, **kwargs)
         self._on_close = on_close
 
     async def __call__(self, scope, receive, send) -> None:
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._on_close()
+
+        watcher = asyncio.ensure_future(watch_disconnect())
         try:
             await super().__call__(scope, receive, send)
         finally:
+            watcher.cancel()
             self._on_close()
 
 
