@@ -15,6 +15,7 @@ from ptbr_model.settings import get_settings
 from serving.guards import LoadStatus, RequestGuards
 from serving.schemas import Pronunciations, StreamInput, SynthesizeInput
 from serving.synthesis import run_route
+from serving.ui_app import create_ui_app
 
 # The decorator needs limits and the model tag when the class is defined: read the settings once, here.
 SETTINGS = get_settings()
@@ -28,6 +29,7 @@ VoiceKey = Annotated[str, Field(description="a saved voice's id or name")]
     workers=1,
     traffic={"timeout": SETTINGS.traffic_timeout, "max_concurrency": SETTINGS.max_concurrency},
 )
+@bentoml.asgi_app(create_ui_app(SETTINGS.ui_enabled), path="/ui")  # the web page (PTBR_UI_ENABLED)
 class PtBrTTS:
     model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
 

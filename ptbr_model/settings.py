@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     traffic_timeout: float = Field(300.0, gt=0.0, description="seconds to the first byte of a response")
     oom_retry_after_seconds: int = Field(5, ge=1)
     log_format: Literal["text", "json"] = "text"
+    ui_enabled: bool = Field(True, description="serve the web page at /ui (false: /ui answers 404)")
     # Test hook only: sleep this long after a voice's files are written and before they are committed, so a test
     # can kill the process in the middle of a write. Never set it in production.
     test_voice_commit_pause_s: float = Field(0.0, ge=0.0)
