@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent environment setup: FFmpeg (apt-get) + a virtualenv with the pinned packages.
+# Idempotent environment setup: FFmpeg and Chromium (apt-get) + a virtualenv with the pinned packages.
 # A second run with unchanged pins is a no-op that returns in well under a second.
 #
+#   PTBR_SETUP_BROWSER=0  skip Debian's chromium + chromium-driver (only the /ui browser tests need them)
 #   PTBR_VENV         where the virtualenv lives (default: <repo>/.venv)
 #   PTBR_PYTHON       interpreter to build it with (default: first of python3.11, python3.12, python3.10, python3)
 #   PTBR_TORCH_INDEX  install torch/torchaudio from this index first, e.g. https://download.pytorch.org/whl/cu126
@@ -14,16 +15,31 @@ TORCH_INDEX="${PTBR_TORCH_INDEX:-}"
 
 log() { echo "[setup] $*" >&2; }
 
-ensure_ffmpeg() {
-    command -v ffmpeg >/dev/null 2>&1 && return 0
-    log "installing FFmpeg with apt-get (torchaudio, pydub and mp3/ogg references need it)"
+apt_install() {
+    # apt_install WHAT PACKAGE...: install Debian packages (as root, or through sudo).
+    local what="$1"; shift
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { log "FFmpeg is missing and this user cannot apt-get: install ffmpeg"; exit 1; }
+        command -v sudo >/dev/null 2>&1 || { log "$what is missing and this user cannot apt-get: install $*"; exit 1; }
         sudo="sudo"
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_ffmpeg() {
+    command -v ffmpeg >/dev/null 2>&1 && return 0
+    log "installing FFmpeg with apt-get (torchaudio, pydub and mp3/ogg references need it)"
+    apt_install FFmpeg ffmpeg
+}
+
+ensure_browser() {
+    # tests/test_ui_browser.py drives Debian's own Chromium through its chromedriver (Selenium): never a browser
+    # download, and the driver always matches the browser's version.
+    [ "${PTBR_SETUP_BROWSER:-1}" = "0" ] && return 0
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+    log "installing Chromium and chromedriver with apt-get (the /ui page's browser tests need them)"
+    apt_install Chromium chromium chromium-driver
 }
 
 pick_python() {
@@ -43,6 +59,7 @@ requirements_fingerprint() {
 }
 
 ensure_ffmpeg
+ensure_browser
 
 STAMP="$VENV/.ptbr-setup-stamp"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(requirements_fingerprint)" ]; then

@@ -35,7 +35,6 @@
       voicesHeading: '2. Vozes salvas',
       refresh: 'Atualizar',
       voicesEmpty: 'Nenhuma voz salva ainda.',
-      voicesCount: 'Vozes salvas: {n}.',
       use: 'Usar',
       sample: 'Ouvir',
       rename: 'Renomear',
@@ -104,6 +103,7 @@
       jobDownload: 'Baixar resultado',
       needJobText: 'Escreva o texto longo.',
       needSubtitles: 'Escolha um arquivo .srt ou .vtt.',
+      jobSending: 'Enviando a tarefa…',
       jobSubmitted: 'Tarefa {id} enviada.',
       jobProgressText: '{done} de {total} · {pct} %',
       jobEta: ' · faltam cerca de {s} s',
@@ -168,7 +168,6 @@
       voicesHeading: '2. Saved voices',
       refresh: 'Refresh',
       voicesEmpty: 'No saved voices yet.',
-      voicesCount: 'Saved voices: {n}.',
       use: 'Use',
       sample: 'Listen',
       rename: 'Rename',
@@ -237,6 +236,7 @@
       jobDownload: 'Download result',
       needJobText: 'Type the long text.',
       needSubtitles: 'Choose an .srt or .vtt file.',
+      jobSending: 'Submitting the job…',
       jobSubmitted: 'Job {id} submitted.',
       jobProgressText: '{done} of {total} · {pct} %',
       jobEta: ' · about {s} s left',
@@ -555,7 +555,7 @@
       state.voices = data.voices;
       renderVoices();
       fillVoicePicker(selectId);
-      say(message, data.total ? t('voicesCount', { n: data.total }) : '');
+      if (message.classList.contains('error')) say(message, ''); // an earlier failure is over
     } catch (error) {
       say(message, describeError(error), 'error');
     }
@@ -640,8 +640,8 @@
         if (!window.confirm(t('confirmDelete', { name: voice.name }))) return;
         try {
           await call('delete_voice', { json: { voice: voice.id } });
-          say(message, t('deleted', { name: voice.name }), 'ok');
           await refreshVoices();
+          say(message, t('deleted', { name: voice.name }), 'ok');
           $('refresh-voices').focus();
         } catch (error) {
           say(message, describeError(error), 'error');
@@ -679,8 +679,8 @@
       const message = $('voices-message');
       try {
         const renamed = await (await call('rename_voice', { json: { voice: voice.id, name: input.value.trim() } })).json();
-        say(message, t('renamed', { name: renamed.name }), 'ok');
         await refreshVoices();
+        say(message, t('renamed', { name: renamed.name }), 'ok');
         const again = document.querySelector(`li.voice[data-id="${CSS.escape(voice.id)}"] [data-action="rename"]`);
         if (again) again.focus();
       } catch (error) {
@@ -980,6 +980,7 @@
     $('download').hidden = true;
     $('reuse-seed').hidden = true;
     for (const id of ['fact-seed', 'fact-first', 'fact-total', 'fact-duration', 'fact-chunks']) setFact(id, '…');
+    for (const name of ['firstAudioMs', 'totalMs', 'playbackStartedMs']) delete $('result').dataset[name];
     say(message, t('speaking'));
     const started = performance.now();
     try {
@@ -1003,9 +1004,16 @@
           setFact('fact-first', t('seconds', { s: secs(firstAudio) }));
         }
       }
-      if (player) player.end();
       const total = (performance.now() - started) / 1000;
+      if (player) player.end();
       setFact('fact-total', t('seconds', { s: secs(total) }));
+      // Timings in milliseconds for anyone measuring the page: first bytes, playback started, stream ended.
+      const result = $('result');
+      result.dataset.firstAudioMs = String(Math.round(firstAudio * 1000));
+      result.dataset.totalMs = String(Math.round(total * 1000));
+      if (player && player.firstScheduledAt !== null) {
+        result.dataset.playbackStartedMs = String(Math.round(player.firstScheduledAt - started));
+      }
       const blob = plan.sink === 'pcm' ? wavFromPcm(parts, received, PCM_RATE) : new Blob(parts, { type: plan.mime });
       state.resultUrl = URL.createObjectURL(blob);
       if (plan.sink !== 'element') audio.src = state.resultUrl; // the MediaSource keeps playing what it holds
@@ -1028,7 +1036,8 @@
       if (player) player.stop();
       if (error.name === 'AbortError') say(message, t('stopped'));
       else say(message, describeError(error), 'error');
-      for (const id of ['fact-first', 'fact-total', 'fact-duration']) if ($(id).textContent === '…') setFact(id, '–');
+      // Refused before any audio: nothing to show; stopped midway: what arrived stays unreachable, so hide it too.
+      $('result').hidden = true;
     } finally {
       state.speaking = null;
       $('speak').disabled = false;
@@ -1095,6 +1104,7 @@
     const route = kind === 'long' ? 'synthesize_long' : 'dub_subtitles';
     $('job-submit').disabled = true;
     $('job-result').hidden = true;
+    say(message, t('jobSending'));
     renderJobProgress({ progress: { done: 0, total: 0 } });
     try {
       const submitted = await (await call(`${route}/submit`, { form })).json();
