@@ -278,7 +278,8 @@ def test_listen_rename_and_delete_a_saved_voice(page, service):
     assert page.switch_to.active_element == field  # focus moved into the form
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys("Bia", Keys.ENTER)
-    assert "Bia" in wait_message(page, "voices-message", "ok")
+    wait(page, lambda d: "renomeada" in text(d, "voices-message"))
+    assert "ok" in classes(page, "voices-message").split() and "Bia" in text(page, "voices-message")
     assert [v["name"] for v in voices(service) if v["id"] == voice["id"]] == ["Bia"]
     wait(page, lambda d: "Bia" in text(d, "voice-list"))
 
@@ -286,7 +287,8 @@ def test_listen_rename_and_delete_a_saved_voice(page, service):
     alert = page.switch_to.alert
     assert "Bia" in alert.text
     alert.accept()
-    assert "Bia" in wait_message(page, "voices-message", "ok")
+    wait(page, lambda d: "excluída" in text(d, "voices-message"))  # the rename's message also names Bia
+    assert "ok" in classes(page, "voices-message").split()
     assert voice["id"] not in [v["id"] for v in voices(service)]
     assert httpx.post(f"{service.url}/get_voice", json={"voice": voice["id"]}).status_code == 404
     assert element(page, "voice").get_attribute("value") == ""  # back to the unsaved reference

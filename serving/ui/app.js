@@ -411,6 +411,10 @@
     resultUrl: null,
     jobUrl: null,
   };
+  // The /normalize preview: a debounce timer, a counter that makes late answers stale, the request in flight.
+  let previewTimer = null;
+  let previewSequence = 0;
+  let previewAbort = null;
 
   async function loadModelInfo() {
     const status = $('model-status');
@@ -638,10 +642,19 @@
         break;
       case 'delete':
         if (!window.confirm(t('confirmDelete', { name: voice.name }))) return;
+        // No preview may ask about this voice any more: drop a pending or running one, and unpick the voice.
+        clearTimeout(previewTimer);
+        previewSequence += 1;
+        if (previewAbort) previewAbort.abort();
+        if ($('voice').value === voice.id) $('voice').value = '';
         try {
           await call('delete_voice', { json: { voice: voice.id } });
-          await refreshVoices();
+          // Gone at once from the list and the picker, even if the refresh below fails.
+          state.voices = state.voices.filter((other) => other.id !== voice.id);
+          renderVoices();
+          fillVoicePicker();
           say(message, t('deleted', { name: voice.name }), 'ok');
+          await refreshVoices();
           $('refresh-voices').focus();
         } catch (error) {
           say(message, describeError(error), 'error');
@@ -679,8 +692,8 @@
       const message = $('voices-message');
       try {
         const renamed = await (await call('rename_voice', { json: { voice: voice.id, name: input.value.trim() } })).json();
-        await refreshVoices();
         say(message, t('renamed', { name: renamed.name }), 'ok');
+        await refreshVoices();
         const again = document.querySelector(`li.voice[data-id="${CSS.escape(voice.id)}"] [data-action="rename"]`);
         if (again) again.focus();
       } catch (error) {
@@ -695,10 +708,6 @@
   }
 
   // --- the text as the model will read it (/normalize) ----------------------------------------------------------
-
-  let previewTimer = null;
-  let previewSequence = 0;
-  let previewAbort = null;
 
   function updateCount() {
     $('text-count').textContent = t('textCount', { n: $('text').value.length, max: state.maxTextChars });
