@@ -17,6 +17,7 @@ from serving.jobs_api import create_jobs_app
 from serving.openai_api import create_app as create_openai_app
 from serving.schemas import DubInput, LongInput, Pronunciations, StreamInput, SynthesizeInput
 from serving.synthesis import run_route
+from serving.ui_app import create_ui_app
 
 # The decorator needs limits and the model tag when the class is defined: read the settings once, here.
 SETTINGS = get_settings()
@@ -39,6 +40,7 @@ def _jobs():
     workers=1,
     traffic={"timeout": SETTINGS.traffic_timeout, "max_concurrency": SETTINGS.max_concurrency},
 )
+@bentoml.asgi_app(create_ui_app(SETTINGS.ui_enabled), path="/ui")  # the web page (PTBR_UI_ENABLED)
 class PtBrTTS:
     model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
 

@@ -159,6 +159,7 @@ class Settings(BaseSettings):
         True, description="once an API key is configured, GET /v1/models, /v1/audio/models and /v1/audio/voices "
         "stay readable without it (Open WebUI lists voices and models with no Authorization header)"
     )
+    ui_enabled: bool = Field(True, description="serve the web page at /ui (false: /ui answers 404)")
     # Test hook only: sleep this long after a voice's files are written and before they are committed, so a test
     # can kill the process in the middle of a write. Never set it in production.
     test_voice_commit_pause_s: float = Field(0.0, ge=0.0)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent environment setup: FFmpeg (apt-get) + a virtualenv with the pinned packages + the openai npm
-# package for the Node client test (tests/node, npm ci).
+# Idempotent environment setup: FFmpeg and Chromium (apt-get) + a virtualenv with the pinned packages + the
+# openai npm package for the Node client test (tests/node, npm ci).
 # A second run with unchanged pins is a no-op that returns in well under a second.
 #
+#   PTBR_SETUP_BROWSER=0  skip Debian's chromium + chromium-driver (only the /ui browser tests need them)
 #   PTBR_VENV         where the virtualenv lives (default: <repo>/.venv)
 #   PTBR_PYTHON       interpreter to build it with (default: first of python3.11, python3.12, python3.10, python3)
 #   PTBR_TORCH_INDEX  install torch/torchaudio from this index first, e.g. https://download.pytorch.org/whl/cu126
@@ -16,9 +17,11 @@ TORCH_INDEX="${PTBR_TORCH_INDEX:-}"
 log() { echo "[setup] $*" >&2; }
 
 apt_install() {
+    # apt_install WHAT PACKAGE...: install Debian packages (as root, or through sudo).
+    local what="$1"; shift
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { log "this user cannot apt-get: install $*"; exit 1; }
+        command -v sudo >/dev/null 2>&1 || { log "$what is missing and this user cannot apt-get: install $*"; exit 1; }
         sudo="sudo"
     fi
     $sudo apt-get update -qq
@@ -28,7 +31,7 @@ apt_install() {
 ensure_ffmpeg() {
     command -v ffmpeg >/dev/null 2>&1 && return 0
     log "installing FFmpeg with apt-get (torchaudio, pydub and mp3/ogg references need it)"
-    apt_install ffmpeg
+    apt_install FFmpeg ffmpeg
 }
 
 ensure_node_client() {
@@ -36,7 +39,7 @@ ensure_node_client() {
     local dir="$ROOT/tests/node"
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         log "installing Node.js and npm with apt-get (the openai npm package's client test)"
-        apt_install nodejs npm
+        apt_install Node.js nodejs npm
     fi
     local stamp="$dir/node_modules/.ptbr-lock-sha256" want
     want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
@@ -44,6 +47,15 @@ ensure_node_client() {
     log "installing the openai npm package into tests/node (npm ci)"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
     echo "$want" > "$stamp"
+}
+
+ensure_browser() {
+    # tests/test_ui_browser.py drives Debian's own Chromium through its chromedriver (Selenium): never a browser
+    # download, and the driver always matches the browser's version.
+    [ "${PTBR_SETUP_BROWSER:-1}" = "0" ] && return 0
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+    log "installing Chromium and chromedriver with apt-get (the /ui page's browser tests need them)"
+    apt_install Chromium chromium chromium-driver
 }
 
 pick_python() {
@@ -64,6 +76,7 @@ requirements_fingerprint() {
 
 ensure_ffmpeg
 ensure_node_client
+ensure_browser
 
 STAMP="$VENV/.ptbr-setup-stamp"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(requirements_fingerprint)" ]; then
