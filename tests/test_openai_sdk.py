@@ -50,6 +50,8 @@ def test_speech_with_a_string_voice_an_object_voice_and_an_openai_name(client, v
     by_object = speak(client, voice={"id": voice["id"]}, extra_body={"seed": 11})
     by_alias = speak(client, voice="alloy", extra_body={"seed": 11})
     by_default = speak(client, voice="shimmer", extra_body={"seed": 11})  # unmapped built-in → PTBR_DEFAULT_VOICE
+    respelled = speak(client, extra_body={"seed": 11, "pronunciations": {"Olá": "Oláa"}})
+    assert respelled.status_code == 200 and respelled.content != by_default.content
     for raw in (by_name, by_object, by_alias, by_default):
         assert raw.status_code == 200
         assert raw.headers["content-type"] == "audio/mpeg"  # OpenAI's default format
@@ -84,7 +86,7 @@ def test_every_format_decodes_at_its_rate_and_length(client):
 def test_streamed_audio_arrives_while_the_synthesis_is_still_running(client, url):
     started = time.perf_counter()
     with client.audio.speech.with_streaming_response.create(
-        model="tts-1", input=LONG_TEXT, voice=VOICE_NAME, response_format="pcm", extra_body={"nfe_step": 16},
+        model="tts-1", input=LONG_TEXT, voice=VOICE_NAME, response_format="pcm", extra_body={"nfe_step": 8},
     ) as response:
         chunks = int(response.headers["x-chunks"])
         received, first_audio, busy_at_first = 0, None, None
@@ -166,6 +168,8 @@ def _oversized_voice(client):
     ("long input", lambda c: speak(c, input="a" * 2001), openai.BadRequestError, 400, "string_above_max_length",
      "input"),
     ("speed type", lambda c: speak(c, speed="fast"), openai.BadRequestError, 400, "invalid_type", "speed"),
+    ("pronunciations", lambda c: speak(c, extra_body={"pronunciations": {"Olá": "😀"}}), openai.BadRequestError, 400,
+     "invalid_value", "pronunciations"),
     ("unknown voice", lambda c: speak(c, voice="ninguém"), openai.NotFoundError, 404, "voice_not_found", "voice"),
     ("unknown model", lambda c: speak(c, model="tts-9"), openai.NotFoundError, 404, "model_not_found", "model"),
     ("too large", _oversized_voice, openai.APIStatusError, 413, "file_too_large", "audio_sample"),
