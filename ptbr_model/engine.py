@@ -173,6 +173,9 @@ class Synthesizer:
     resident_bytes: int = 0  # device memory held once loaded (weights and vocoder); 0 on the CPU
     step_graphs: StepGraphCache | None = None  # CUDA graphs of the transformer step (CUDA only)
     lexicon: Lexicon | None = None  # pronunciation lexicon (built-in + PTBR_LEXICON_FILE); None = the built-in one
+    # Test hook (PTBR_TEST_OOM_TRIGGER, via out_of_memory_on): called with each chunk's text inside the memory guard,
+    # where a real CUDA out-of-memory error would be raised. None in production.
+    fault_hook: Callable[[str], None] | None = None
     _hop_length: int = field(init=False)
     _sample_rate: int = field(init=False)
 
@@ -298,6 +301,8 @@ class Synthesizer:
 
     def _synthesize_chunk(self, reference: Reference, wave: torch.Tensor, mel: torch.Tensor, chunk: str,
                           options: SynthesisOptions, seed: int) -> np.ndarray:
+        if self.fault_hook is not None:
+            self.fault_hook(chunk)
         hop = self._hop_length
         ref_frames = reference.wave.shape[-1] // hop
         ref_text_bytes = len(reference.text.encode("utf-8"))
@@ -350,6 +355,19 @@ class Synthesizer:
             "allocated_bytes": int(torch.cuda.memory_allocated(self.device)),
             "peak_bytes": int(torch.cuda.max_memory_allocated(self.device)),
         }
+
+
+def out_of_memory_on(marker: str) -> Callable[[str], None]:
+    """A ``Synthesizer.fault_hook`` raising torch's CUDA out-of-memory error for every chunk that contains
+    ``marker`` (case-insensitive): the engine's own handling (cache emptied, ``DeviceOutOfMemory``) then runs exactly
+    as for a real one. For fault tests on machines without a GPU."""
+    needle = marker.lower()
+
+    def hook(chunk: str) -> None:
+        if needle in chunk.lower():
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: the chunk contains {marker!r})")
+
+    return hook
 
 
 def compile_dit_blocks(transformer: torch.nn.Module, device: torch.device) -> bool:

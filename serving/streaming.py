@@ -3,8 +3,8 @@
 A producer thread holds the device ticket and runs the engine chunk by chunk; encoded bytes reach the response
 through an asyncio queue, so a slow reader never stalls the device for the others (what it has not read waits in
 memory, bounded by the text limit). Everything that can be refused is refused before the first byte: validation
-and the reference by the caller, the queue (429/503) here. When the client goes away, the producer stops at the
-next chunk boundary and releases the device.
+and the reference by the caller, the queue (429/503) and a failure of the first chunk (503 on out of memory) here.
+When the client goes away, the producer stops at the next chunk boundary and releases the device.
 """
 
 from __future__ import annotations
@@ -103,15 +103,27 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
             put(_DONE)
 
     producer = threading.Thread(target=produce, name="ptbr-stream", daemon=True)
+    # Wait for the first chunk before the headers go out: a failure there (out of memory is most likely on the
+    # first chunk) is still an ordinary JSON error (503 with Retry-After), not a 200 with an empty body. The first
+    # chunk is short by design, so this costs no time to first audio: it is the first audio.
+    header = encoder.start()  # before the producer's first encode()
+    producer.start()
+    try:
+        first_item = await pieces.get()
+    except BaseException:
+        stop.set()
+        raise
+    if isinstance(first_item, BaseException):
+        raise first_item
 
     async def body() -> AsyncIterator[bytes]:
-        producer.start()
         first = True
-        header = encoder.start()
         if header:
             yield header
+        item = first_item
         while True:
-            item = await pieces.get()
+            if item is None:
+                item = await pieces.get()
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
@@ -122,6 +134,7 @@ async def stream_synthesis(core: SynthesisCore, endpoint: str, text: str, refere
                     core.metrics.first_audio.observe(time.perf_counter() - started)
                     first = False
                 yield item
+            item = None
         core.metrics.observe_synthesis(time.perf_counter() - started, stats["audio_s"])
         core.log_ok(endpoint, started, text_chars=len(text), chunks=len(prepared.chunks), audio_s=stats["audio_s"],
                     seed=options.seed, stream=True)
