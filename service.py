@@ -46,6 +46,7 @@ class PtBrTTS:
 
     def __init__(self) -> None:
         from ptbr_model.metrics import ServiceMetrics
+        from serving.hardening import harden_bentoml
         from serving.request_log import configure_request_log
         from serving.jobs_api import JobsService
         from serving.synthesis import SynthesisCore
@@ -54,6 +55,7 @@ class PtBrTTS:
         self.metrics = ServiceMetrics()
         self.status = LOAD_STATUS
         configure_request_log(self.settings.log_format)
+        harden_bentoml()  # no URL fetching, no client file names on disk, malformed forms as 400 (serving/hardening.py)
         self.core = SynthesisCore(self.settings, self.metrics, self.status)
         # Job runner threads start now and wait for the model: they resume jobs interrupted anywhere.
         self.jobs = JobsService(self.core).start()
@@ -90,6 +92,10 @@ class PtBrTTS:
             logging.getLogger("ptbr.engine").exception("model failed to load")
             self.status.fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
             return
+        if self.settings.test_oom_trigger:  # test hook only (PTBR_TEST_OOM_TRIGGER): never set in production
+            from ptbr_model.engine import out_of_memory_on
+
+            self.core.engine.fault_hook = out_of_memory_on(self.settings.test_oom_trigger)
         self.metrics.model_load_seconds.set(time.perf_counter() - started)
         self.metrics.observe_memory(self.core.engine.memory_stats())
         self.metrics.model_ready.set(1)
@@ -129,7 +135,9 @@ class PtBrTTS:
         text: Annotated[str, Field(description="Portuguese text")],
         voice: Annotated[Optional[str], Field(description="size the chunks for this saved voice")] = None,
         reference_text: Annotated[Optional[str], Field(description="transcript of the reference you will use")] = None,
-        reference_seconds: Annotated[Optional[float], Field(gt=0, le=60, description="its length in seconds")] = None,
+        # ge, not gt: BentoML serves OpenAPI 3.0, where pydantic's numeric exclusiveMinimum is invalid (schemathesis
+        # refuses the whole document); no reference is shorter than a tenth of a second anyway.
+        reference_seconds: Annotated[Optional[float], Field(ge=0.1, le=60, description="its length in seconds")] = None,
         speed: Annotated[Optional[float], Field(ge=0.3, le=3.0)] = None,
         normalize_text: bool = True,
         pronunciations: Pronunciations = None,
@@ -204,4 +212,4 @@ class PtBrTTS:
         return await run_route(self.core, "delete_voice", lambda: self.core.delete_voice_request(voice))
 
 
-PtBrTTS.add_asgi_middleware(RequestGuards, status=LOAD_STATUS, max_upload_bytes=SETTINGS.max_upload_bytes)
+PtBrTTS.add_asgi_middleware(RequestGuards, status=LOAD_STATUS, settings=SETTINGS)

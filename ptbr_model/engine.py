@@ -276,6 +276,9 @@ class Synthesizer:
     calibration: tuple[Observation, ...] = ()  # the timings it was fitted to (then the captures' extra seconds)
     cost_model: CostModel = field(init=False)
     _warned_uncalibrated: bool = field(default=False, init=False, repr=False)
+    # Test hook (PTBR_TEST_OOM_TRIGGER, via out_of_memory_on): called with each chunk's text inside the memory guard,
+    # where a real CUDA out-of-memory error would be raised. None in production.
+    fault_hook: Callable[[str], None] | None = None
     _hop_length: int = field(init=False)
     _sample_rate: int = field(init=False)
 
@@ -485,6 +488,8 @@ class Synthesizer:
 
     def _synthesize_chunk(self, reference: Reference, wave: torch.Tensor, mel: torch.Tensor, work: ChunkWork,
                           options: SynthesisOptions, nfe_step: int, seed: int) -> np.ndarray:
+        if self.fault_hook is not None:  # test hook: raises where a real CUDA out-of-memory would
+            self.fault_hook(work.text)
         ref_frames = reference.wave.shape[-1] // self._hop_length
         with torch.inference_mode():
             generated = sample_mel(
@@ -738,6 +743,19 @@ def use_compile_cache(directory: Path) -> None:
         return
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory / "inductor"))
     os.environ.setdefault("TRITON_CACHE_DIR", str(directory / "triton"))
+
+
+def out_of_memory_on(marker: str) -> Callable[[str], None]:
+    """A ``Synthesizer.fault_hook`` raising torch's CUDA out-of-memory error for every chunk that contains
+    ``marker`` (case-insensitive): the engine's own handling (cache emptied, ``DeviceOutOfMemory``) then runs exactly
+    as for a real one. For fault tests on machines without a GPU."""
+    needle = marker.lower()
+
+    def hook(chunk: str) -> None:
+        if needle in chunk.lower():
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: the chunk contains {marker!r})")
+
+    return hook
 
 
 def compile_dit_blocks(transformer: torch.nn.Module, device: torch.device) -> bool:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ptbr_model.text.chunking import DEFAULT_FIRST_CHUNK_BYTES
@@ -160,9 +160,28 @@ class Settings(BaseSettings):
         "stay readable without it (Open WebUI lists voices and models with no Authorization header)"
     )
     ui_enabled: bool = Field(True, description="serve the web page at /ui (false: /ui answers 404)")
+
+    max_json_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request body that is not a multipart upload (JSON, url-encoded "
+        "forms); 413 above, counted as it streams in when there is no Content-Length"
+    )
+
+    # Access (README, Operations): with no key set, every route is open, as before.
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="API keys, comma-separated; when any key is set (here or in api_keys_file) every "
+        "route but the probes needs `Authorization: Bearer <key>`"
+    )
+    api_keys_file: Path | None = Field(
+        None, description="a file of API keys, one per line (# comments); re-read when it changes, so keys rotate "
+        "without a restart"
+    )
+    metrics_require_key: bool = Field(False, description="with keys set, /metrics needs a key too")
     # Test hook only: sleep this long after a voice's files are written and before they are committed, so a test
     # can kill the process in the middle of a write. Never set it in production.
     test_voice_commit_pause_s: float = Field(0.0, ge=0.0)
+    # Test hook only: a text chunk containing this word raises a (CUDA) out-of-memory error inside the engine, at the
+    # point a real one would come from, so the 503 path can be exercised on a CPU. Never set it in production.
+    test_oom_trigger: str | None = Field(None, min_length=4)
 
     @field_validator("voice_aliases", mode="before")
     @classmethod

@@ -42,7 +42,65 @@ class _TextFormatter(logging.Formatter):
         return f"{self.formatTime(record)} {record.levelname} {record.name} {message}" + (f" {extra}" if extra else "")
 
 
+class RedactExceptionDetails(logging.Filter):
+    """Strips exception messages from log records, keeping the exception types and where they were raised.
+
+    BentoML logs every request it refuses with the exception's traceback (``log_exception`` in
+    ``bentoml._internal.server.http_app``), and a pydantic ValidationError renders the rejected values
+    (``input_value='…'``): the text of a refused synthesis would land in the server log. Installed on the handlers of
+    the root, ``bentoml`` and ``uvicorn.error`` loggers, this rewrites such records: the message keeps its first line
+    ("Exception on /synthesize [POST]"), followed by each exception of the chain as its type and frames only
+    (validation errors also say which top-level fields failed, and how, never with what)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            summary = describe_exception(record.exc_info[1])
+            record.msg = f"{record.getMessage()}\n{summary}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def describe_exception(exc: BaseException) -> str:
+    """An exception chain as types and frames, never messages (they can quote request values)."""
+    parts = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = traceback.extract_tb(current.__traceback__)[-8:]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+        parts.append(f"  {type(current).__name__}{_validation_summary(current)} at {where or '?'}")
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts) + "\n  (messages withheld: they can quote request data)"
+
+
+def _validation_summary(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if type(exc).__name__ != "ValidationError" or not callable(errors):
+        return ""
+    try:
+        found = errors(include_url=False, include_context=False, include_input=False)
+    except Exception:  # noqa: BLE001 - a summary is a courtesy, never a new failure
+        return ""
+    # Only the top-level field name: deeper locations can be keys of a request's own dictionaries.
+    fields = sorted({f"{error['loc'][0]}:{error['type']}" if error.get("loc") else error["type"] for error in found})
+    return f" ({', '.join(fields)})"
+
+
+def redact_exception_logs() -> None:
+    """Install ``RedactExceptionDetails`` on every handler that request-time records can reach (idempotent)."""
+    handlers = set()
+    for name in (None, "bentoml", "uvicorn.error", "uvicorn", "circus"):  # "ptbr" redacts in its formatter
+        handlers.update(logging.getLogger(name).handlers)
+    for handler in handlers:
+        if not any(isinstance(existing, RedactExceptionDetails) for existing in handler.filters):
+            handler.addFilter(RedactExceptionDetails())
+
+
 def configure_request_log(log_format: str) -> None:
+    redact_exception_logs()
     logger = logging.getLogger("ptbr")
     if any(getattr(handler, "_ptbr", False) for handler in logger.handlers):
         return
@@ -52,3 +110,4 @@ def configure_request_log(log_format: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    redact_exception_logs()

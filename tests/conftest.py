@@ -15,6 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from hardened import hardened_service  # noqa: E402,F401  (session fixture: one keyed server for several modules)
+
 
 _OWN_BENTOML_HOME: list[str] = []
 

@@ -1,0 +1,42 @@
+"""Fuzzing the real service (the shared hardened server, API key sent): schemathesis over the served OpenAPI
+document, and broken files of every accepted container as reference audio, must never give a 5xx.
+
+Short here (bounded examples); ``scripts/fuzz.py`` runs the long version. The text front-end's property tests
+(never raises, bounded time) live in test_text_properties.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import fuzz  # noqa: E402
+
+pytestmark = pytest.mark.served
+
+# PTBR_FUZZ_MAX_EXAMPLES raises the bound for a longer run inside the suite.
+MAX_EXAMPLES = int(os.environ.get("PTBR_FUZZ_MAX_EXAMPLES", "12"))
+
+
+def test_schemathesis_finds_no_server_error_on_any_route(hardened_service):
+    report = fuzz.fuzz_schema(hardened_service.url, hardened_service.headers, max_examples=MAX_EXAMPLES, seed=20261128)
+    print(f"\n[fuzz] schemathesis: {json.dumps({k: v for k, v in report.items() if k != 'output_tail'})}")
+    assert report["returncode"] == 0, report["output_tail"]
+    assert report["generated"] and report["generated"] == report["passed"]
+    log = hardened_service.log_path.read_text(errors="replace")
+    assert "status=500" not in log
+
+
+def test_broken_reference_audio_of_every_container_never_gives_a_5xx(hardened_service):
+    report = fuzz.fuzz_reference_audio(hardened_service.url, hardened_service.headers, seed=7, corrupted=1,
+                                       random_blobs=3)
+    print(f"\n[fuzz] reference audio: {json.dumps(report['statuses'])}")
+    assert report["server_errors"] == []
+    assert {"wav", "flac", "ogg-vorbis", "ogg-opus", "mp3"} <= set(report["containers"])
+    assert report["statuses"]["valid"] == {"200": len(report["containers"])}  # the intact files all work
+    assert sum(counts.get("400", 0) for counts in report["statuses"].values()) >= 30  # most mutations are refused
