@@ -58,8 +58,9 @@ class SynthesisFields(VoiceFields):
     cross_fade_duration: Annotated[Optional[float], Field(ge=0.0, le=1.0)] = None
     normalize_text: Annotated[bool, Field(description="spell out numbers, dates, currency, …")] = True
     pronunciations: Pronunciations = None
+    # ge, not gt, here and below: BentoML serves OpenAPI 3.0, where pydantic's numeric exclusiveMinimum is invalid.
     latency_budget_s: Annotated[Optional[float], Field(
-        gt=0, le=3600, description="seconds the synthesis may take: fewer flow steps (never above the preset's) until "
+        ge=0.01, le=3600, description="seconds the synthesis may take: fewer flow steps (never above the preset's) until "
         "the predicted time fits; ignored when nfe_step is given")] = None
     sample_rate: Annotated[Optional[int], Field(ge=8000, le=48000, description="resample the answer (Hz)")] = None
     loudness: Annotated[Optional[float], Field(ge=-70.0, le=-5.0, description="output loudness target, LUFS")] = None
@@ -78,7 +79,7 @@ class SpeechFields(SynthesisFields):
 class SynthesizeInput(SpeechFields):
     response_format: ResponseFormat = "wav"
     duration: Annotated[Optional[float], Field(
-        gt=0.0, le=300.0, description="seconds the speech should last (F5-TTS duration control); the text must fit "
+        ge=0.01, le=300.0, description="seconds the speech should last (F5-TTS duration control); the text must fit "
         "in one chunk")] = None
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from hardened import FILE_KEY, KEYS, MAX_JSON, MAX_UPLOAD
+from serving.auth import LISTING_PATHS
 from signals import voice_like, wav_bytes
 
 pytestmark = pytest.mark.served
@@ -46,7 +47,8 @@ def test_every_route_but_the_probes_needs_a_key(service):
     for path in [*found, "/docs.json", "/docs", "/", "/v1/audio/speech", "/synthesize_long/submit"]:
         method = found.get(path, "POST" if path.startswith(("/v1", "/synth")) else "GET")
         refused = httpx.request(method, service.url + path, json={} if method == "POST" else None, timeout=10)
-        if path in PROBES or path == "/metrics":  # /metrics: PTBR_METRICS_REQUIRE_KEY is off by default
+        open_listing = method == "GET" and path in LISTING_PATHS  # PTBR_OPEN_LISTING is on by default
+        if path in PROBES or path == "/metrics" or open_listing:  # /metrics: PTBR_METRICS_REQUIRE_KEY is off
             assert refused.status_code == 200, (path, refused.text)
             continue
         assert refused.status_code == 401, (path, refused.status_code)
