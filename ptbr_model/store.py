@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,20 @@ def import_checkpoint(options: ImportOptions, progress: Callable[[str], None] | 
         progress(f"writing {tag} ({options.store_dtype})")
     with bentoml.models.create(tag, metadata=validated.metadata(), labels={"preset": options.preset}) as model:
         write_model_dir(validated, Path(model.path))
+        apply_umask(Path(model.path))
     return str(model.tag)
+
+
+def apply_umask(root: Path) -> None:
+    """Give the model folder the modes the user's umask asks for (usually 0755/0644). BentoML builds a model in a
+    ``mkdtemp`` folder (0700) and safetensors writes 0600, whatever the umask: a store imported by one user was
+    unreadable by the service's own user (uid 1034 in the image), e.g. a host store mounted with
+    compose.model-store.yaml."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root.chmod(0o777 & ~umask)
+    for path in root.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def load_model_dir(path: Path, tag: str | None = None) -> StoredModel:

@@ -121,8 +121,9 @@ def fuzz_schema(url: str, headers: dict[str, str], *, max_examples: int = 200, s
     if max_time:
         command += ["--max-time", str(int(max_time))]
     # Headers (the API key) go on the command line of a local child only; schemathesis masks Authorization itself.
-    result = subprocess.run(command, capture_output=True, text=True, timeout=(max_time or 600) + 300,
-                            env={**os.environ, "NO_COLOR": "1"})
+    with tempfile.TemporaryDirectory(prefix="ptbr-schemathesis-") as folder:  # it writes a cache where it runs
+        result = subprocess.run(command, capture_output=True, text=True, timeout=(max_time or 600) + 300,
+                                env={**os.environ, "NO_COLOR": "1"}, cwd=folder)
     output = result.stdout + result.stderr
     cases = re.search(r"(\d+) generated, (\d+) passed", output)
     failing = re.findall(r"^_+ (\w+ \S+) _+$", output, flags=re.MULTILINE)

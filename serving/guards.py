@@ -12,6 +12,7 @@ ASGI apps (``/v1``, jobs, ``/ui``) included. In order, it answers:
    bytes are counted as they arrive and the request is refused the moment the count passes the limit, before any
    route sees it (what was read, at most the limit, is then handed to the route).
 
+A WebSocket without a valid key (keys on) is closed with code 1008 before any route sees it.
 Errors under ``/v1`` are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``), elsewhere the service's
 own shape (serving/errors.py). Nothing here logs a header or a body.
 """
@@ -76,6 +77,9 @@ class RequestGuards:
         self.metrics_require_key = settings.metrics_require_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.keys.enabled and not self.keys.accepts(header(scope, b"authorization")):
+            await send({"type": "websocket.close", "code": 1008})  # policy violation: no route sees it either
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -1,7 +1,13 @@
 """One hardened `bentoml serve` of the demo model, shared by the security, reliability and fuzz tests (a served
 start costs 10-30 s on a busy 2-core machine): API keys on (two in PTBR_API_KEYS, one in a keys file), small body
-limits, the out-of-memory test hook, a private TMPDIR (temp files countable), and the data directory on a 4 MiB
-tmpfs when the tests run as root (so a full disk is real), else on a plain directory.
+limits, the out-of-memory test hook, and a private TMPDIR (temp files countable).
+
+When the tests run as root, the data directory is a real 4 MiB tmpfs (so a full disk is real), and when uid 1034
+can also run this interpreter, the server runs as the image's user, uid/gid 1034, the way the container runs it,
+able to write only to its data directory and its TMPDIR: the model store, the repository, the keys file and $HOME
+are not writable by it. (Here the shared venv's Python lives under /root, closed to other users, so the server runs
+as root; the container smoke test, scripts/smoke_container.sh, runs the image as 1034 with a read-only root.)
+Without root the data directory is a plain folder and the full-disk test is skipped.
 
 Registered in conftest.py as the session fixture ``hardened_service``.
 """
@@ -9,13 +15,16 @@ Registered in conftest.py as the session fixture ``hardened_service``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from served import ServedService, import_demo, start_demo
+from served import ServedService, free_port, import_demo
 
 KEYS = ("env-key-one-7f3a9c", "env-key-two-1b2d4e")
 FILE_KEY = "file-key-three-9e8d7c"
@@ -31,6 +40,7 @@ class Hardened:
     data_dir: Path
     tmpdir: Path
     tmpfs: Path | None  # the mount point when the data directory is a real small filesystem
+    uid: int  # the user the server runs as
 
     @property
     def url(self) -> str:
@@ -45,35 +55,73 @@ class Hardened:
         return {"Authorization": f"Bearer {KEYS[0]}"}
 
 
-def mount_tmpfs(where: Path, size: int) -> bool:
-    """A size-limited tmpfs at ``where`` (needs root, which these tests have here); False when it cannot."""
+SERVICE_UID = 1034  # BentoML's image user
+
+
+def mount_tmpfs(where: Path, size: int, uid: int) -> bool:
+    """A size-limited tmpfs at ``where``, owned by ``uid`` (needs root); False when it cannot."""
+    where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size},mode=0755,uid={uid},gid={uid}"
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                          capture_output=True, timeout=30).returncode == 0
+
+
+def can_run_as(uid: int) -> bool:
+    """Root, and this interpreter usable by ``uid`` (a venv whose Python lives under /root is not)?"""
     if os.geteuid() != 0:
         return False
-    where.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-                            capture_output=True, timeout=30)
-    return result.returncode == 0
+    probe = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import bentoml'], check=True)"
+    command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c", probe]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=120, cwd="/").returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @pytest.fixture(scope="session")
-def hardened_service(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("hardened")
+def hardened_service():
+    as_root = os.geteuid() == 0
+    as_service_user = can_run_as(SERVICE_UID)
+    root = Path(tempfile.mkdtemp(prefix="ptbr-hardened-"))
+    root.chmod(0o755)  # readable (not writable) by the service user
     keys_file = root / "keys.txt"
     keys_file.write_text(f"# rotated monthly\n{FILE_KEY}\n", encoding="utf-8")
-    mount_point = root / "disk"
-    tmpfs = mount_point if mount_tmpfs(mount_point, TMPFS_BYTES) else None
-    data_dir = (tmpfs or root) / "data"
+    keys_file.chmod(0o644)
     tmpdir = root / "tmp"
     tmpdir.mkdir()
+    mount_point = root / "disk"
+    owner = SERVICE_UID if as_service_user else os.geteuid()
+    tmpfs = mount_point if as_root and mount_tmpfs(mount_point, TMPFS_BYTES, owner) else None
+    data_dir = (tmpfs or root) / "data"
+    env = {"PTBR_DATA_DIR": str(data_dir), "TMPDIR": str(tmpdir), "NUMBA_CACHE_DIR": str(tmpdir / "numba"),
+           "MPLCONFIGDIR": str(tmpdir / "matplotlib"), "PTBR_API_KEYS": ",".join(KEYS),
+           "PTBR_API_KEYS_FILE": str(keys_file), "PTBR_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+           "PTBR_MAX_JSON_BYTES": str(MAX_JSON), "PTBR_TEST_OOM_TRIGGER": OOM_TRIGGER,
+           "PTBR_OOM_RETRY_AFTER_SECONDS": "3"}
+    tag = import_demo()
+    command = None
+    if as_service_user:
+        os.chown(tmpdir, SERVICE_UID, SERVICE_UID)
+        if tmpfs is None:
+            data_dir.mkdir()
+            os.chown(data_dir, SERVICE_UID, SERVICE_UID)
+        Path(os.environ["BENTOML_HOME"]).chmod(0o755)  # the session's store: readable, not writable, by uid 1034
+        env["HOME"] = "/nonexistent"
+        served_port = free_port()
+        command = ["setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_UID}", "--clear-groups",
+                   str(Path(sys.executable).parent / "bentoml"), "serve", "service:PtBrTTS", "--host", "127.0.0.1",
+                   "--port", str(served_port)]
+    served = ServedService(env={"PTBR_MODEL_TAG": tag, "PTBR_LOG_FORMAT": "json", **env},
+                           log_path=root / "serve.log", command=command)
+    if command is not None:
+        served.port = served_port
     try:
-        served = start_demo(import_demo(), root / "serve.log", PTBR_DATA_DIR=str(data_dir), TMPDIR=str(tmpdir),
-                            PTBR_API_KEYS=",".join(KEYS), PTBR_API_KEYS_FILE=str(keys_file),
-                            PTBR_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), PTBR_MAX_JSON_BYTES=str(MAX_JSON),
-                            PTBR_TEST_OOM_TRIGGER=OOM_TRIGGER, PTBR_OOM_RETRY_AFTER_SECONDS="3")
-        try:
-            yield Hardened(served, data_dir, tmpdir, tmpfs)
-        finally:
-            served.stop()
+        served.start()
+        served.wait_listening()
+        served.wait_ready()
+        yield Hardened(served, data_dir, tmpdir, tmpfs, owner)
     finally:
+        served.stop()
         if tmpfs is not None:
             subprocess.run(["umount", "-l", str(tmpfs)], capture_output=True, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)

@@ -161,6 +161,21 @@ def test_keys_never_show_in_the_settings_repr_or_dump():
     assert ApiKeys.from_settings(settings).accepts(f"Bearer {KEYS[1]}".encode())
 
 
+def test_a_websocket_without_a_key_is_closed_before_any_route():
+    app, inner = guarded(api_keys=KEYS[0])
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/v1/realtime", "headers": []}
+    asyncio.run(app(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008}] and inner.calls == []
+
+
 @pytest.mark.parametrize("method,path,expected", [
     ("GET", "/livez", False), ("GET", "/readyz", False), ("GET", "/healthz", False), ("POST", "/livez", False),
     ("GET", "/metrics", False), ("OPTIONS", "/synthesize", False), ("GET", "/v1/models", False),

@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -66,6 +67,18 @@ def test_401_under_v1_is_openai_shaped_and_listings_stay_open(service):
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == "invalid_api_key"
     for path in ("/v1/models", "/v1/audio/voices"):  # open (PTBR_OPEN_LISTING); 404 until the /v1 app is mounted
         assert httpx.get(service.url + path, timeout=10).status_code in (200, 404)
+
+
+def test_real_clients_send_the_key_and_read_the_refusal(service):
+    import bentoml
+    import openai
+
+    with bentoml.SyncHTTPClient(service.url, token=KEYS[1], timeout=30) as client:
+        assert client.list_voices(limit=1)["limit"] == 1
+    sdk = openai.OpenAI(base_url=f"{service.url}/v1", api_key="not-a-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        sdk.audio.speech.create(model="tts-1", voice="alloy", input="olá")
+    assert refused.value.status_code == 401 and refused.value.code == "invalid_api_key"
 
 
 def test_a_wrong_key_and_a_key_in_the_wrong_place_are_refused(service):
@@ -280,6 +293,35 @@ def test_the_log_holds_no_request_text_file_name_or_key(service, reference):
     assert any(event.get("event") == "synthesize" and event.get("outcome") == "ok" and "text_chars" in event
                for event in events)  # the log still says what happened, in sizes and ids
     assert voice in log
+
+
+def test_the_server_runs_as_the_image_user_writing_only_its_data_and_temp_dirs(service):
+    import os
+
+    import psutil
+
+    if service.uid != 1034:
+        pytest.skip("needs root, and an interpreter uid 1034 can run (see tests/hardened.py)")
+    tree = psutil.Process(service.served.process.pid)
+    processes = [tree, *tree.children(recursive=True)]
+    assert len(processes) >= 2 and {process.uids().effective for process in processes} == {1034}
+    # Everything else it could touch is root's and not writable by it: what it wrote is here, and only here.
+    owned = [path for folder in (service.data_dir, service.tmpdir) for path in folder.rglob("*")
+             if path.stat().st_uid == 1034]
+    assert any(path.name == "meta.json" for path in owned)  # voices were written
+    store = Path(os.environ["BENTOML_HOME"])
+    assert not [path for path in store.rglob("*") if path.stat().st_uid == 1034]
+
+
+def test_an_imported_model_is_readable_by_other_users(service):  # service: the demo model is imported
+    import os
+
+    import bentoml
+
+    model = Path(bentoml.models.get("f5tts-ptbr:latest").path)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in [model, *model.rglob("*")]}
+    assert modes[model.name] & 0o005 == 0o005 and modes["model.safetensors"] & 0o004, modes
+    assert os.access(model / "model.safetensors", os.R_OK)
 
 
 def test_the_data_directory_holds_no_client_names(service):
