@@ -54,6 +54,8 @@ from typing import Any, Callable, ContextManager, Iterator
 import numpy as np
 import soundfile as sf
 
+from ptbr_model.durable import fsync_dir as _fsync_dir
+
 __all__ = [
     "CANCELED",
     "COMPLETED",
@@ -187,14 +189,6 @@ def worker_name() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- fs helpers
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_new(path: Path, data: bytes) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ptbr_model.durable import fsync_dir as _fsync_dir
+
 __all__ = ["EDGE_FADE_S", "TrackWriter", "edge_faded", "transcode_track"]
 
 # Chunks are generated separately and joined by silence: a few ms of fade at each edge keeps the cut from clicking.
@@ -30,14 +32,6 @@ def edge_faded(wave: np.ndarray, sample_rate: int, fade_s: float = EDGE_FADE_S) 
         wave[:fade] *= ramp
         wave[-fade:] *= ramp[::-1]
     return wave
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class TrackWriter:

@@ -55,6 +55,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import soundfile as sf
 
+from ptbr_model.durable import fsync_dir as _fsync_dir
+
 __all__ = [
     "ID_PATTERN",
     "SAMPLE_RATE",
@@ -186,14 +188,6 @@ def _utc_now() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- fs helpers
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, data: bytes) -> None:
