@@ -11,6 +11,7 @@ from typing import Annotated, AsyncGenerator, Optional
 import bentoml
 from pydantic import Field
 
+from ptbr_model.gpus import bind_worker, visible_gpus, worker_count
 from ptbr_model.settings import get_settings
 from serving.guards import LoadStatus, RequestGuards
 from serving.jobs_api import create_jobs_app
@@ -21,6 +22,10 @@ from serving.ui_app import create_ui_app
 
 # The decorator needs limits and the model tag when the class is defined: read the settings once, here.
 SETTINGS = get_settings()
+# PTBR_GPU_WORKERS: worker processes, one per GPU with 'auto' (ptbr_model/gpus.py). With several, every worker is
+# given all GPUs (resources) and narrows itself to one in __init__.
+GPUS = visible_gpus() if SETTINGS.gpu_workers != 1 else []
+WORKERS = worker_count(SETTINGS.gpu_workers, GPUS)
 LOAD_STATUS = LoadStatus()
 VoiceKey = Annotated[str, Field(description="a saved voice's id or name")]
 
@@ -36,8 +41,8 @@ def _jobs():
 @bentoml.asgi_app(create_openai_app(), path="/v1")  # OpenAI-compatible API; reaches self.core at request time
 @bentoml.service(
     name="f5tts-ptbr",
-    resources={"gpu": 1},
-    workers=1,
+    resources={"gpu": max(1, len(GPUS)) if WORKERS > 1 else 1},
+    workers=WORKERS,
     traffic={"timeout": SETTINGS.traffic_timeout, "max_concurrency": SETTINGS.max_concurrency},
 )
 @bentoml.asgi_app(create_ui_app(SETTINGS.ui_enabled), path="/ui")  # the web page (PTBR_UI_ENABLED)
@@ -45,7 +50,10 @@ class PtBrTTS:
     model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        from ptbr_model.metrics import ServiceMetrics
+        # Before anything starts CUDA in this process: take this worker's GPU (no-op with one worker).
+        self.gpu = bind_worker(bentoml.server_context.worker_index, WORKERS)
+        from ptbr_model.metrics import ServiceMetrics, multiprocess_dir
+        from serving.workers import WorkerRoll
         from serving.hardening import harden_bentoml
         from serving.request_log import configure_request_log
         from serving.jobs_api import JobsService
@@ -54,7 +62,11 @@ class PtBrTTS:
         self.settings = get_settings()
         self.metrics = ServiceMetrics()
         self.status = LOAD_STATUS
+        self.status.roll = WorkerRoll(multiprocess_dir(), bentoml.server_context.worker_index, WORKERS)
         configure_request_log(self.settings.log_format)
+        if self.gpu is not None:
+            logging.getLogger("ptbr.engine").info(
+                "worker %s of %s bound to GPU %s", bentoml.server_context.worker_index, WORKERS, self.gpu)
         harden_bentoml()  # no URL fetching, no client file names on disk, malformed forms as 400 (serving/hardening.py)
         self.core = SynthesisCore(self.settings, self.metrics, self.status)
         # Job runner threads start now and wait for the model: they resume jobs interrupted anywhere.
@@ -87,6 +99,7 @@ class PtBrTTS:
                 first_chunk_bytes=self.settings.first_chunk_bytes,
                 on_fp16_fallback=self.metrics.fp16_fallbacks.inc,
                 lexicon=lexicon,
+                memory_fraction=self.settings.cuda_memory_fraction,
             )
         except Exception as exc:  # any failure must surface on /readyz, not kill the worker silently
             logging.getLogger("ptbr.engine").exception("model failed to load")
@@ -107,7 +120,7 @@ class PtBrTTS:
         self.jobs.stop()
 
     def __is_ready__(self) -> bool:
-        return self.status.is_ready
+        return self.status.server_ready
 
     def __metrics__(self, content: str) -> str:
         self.core.observe_voices()

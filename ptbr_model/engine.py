@@ -296,16 +296,21 @@ class Synthesizer:
     @classmethod
     def load(cls, stored: StoredModel, device: str = "auto", dtype: str = "auto", target_rms: float = 0.1,
              cuda_graphs: int = 4, compile_blocks: bool | str = False, *, compile_cache_dir: Path | None = None,
-             first_chunk_bytes: int = DEFAULT_FIRST_CHUNK_BYTES, lexicon: Lexicon | None = None) -> Synthesizer:
+             first_chunk_bytes: int = DEFAULT_FIRST_CHUNK_BYTES, lexicon: Lexicon | None = None,
+             memory_fraction: float | None = None) -> Synthesizer:
         """``cuda_graphs``: how many step graphs (one per utterance length) to keep; 0 runs every step eagerly.
         ``compile_blocks``: torch.compile the DiT blocks — "auto" (where the GPU and toolchain allow), "true"/True
         (on any CUDA GPU of compute capability 7.0+), "false"/False; the caller's warm-up verifies it
         (load_checked). ``compile_cache_dir``: where Inductor and Triton keep compiled kernels across restarts.
-        ``lexicon``: the pronunciation lexicon texts are read with (``ptbr_model.text.load_lexicon``)."""
+        ``lexicon``: the pronunciation lexicon texts are read with (``ptbr_model.text.load_lexicon``).
+        ``memory_fraction``: cap of this process's share of the GPU's memory (PyTorch's caching allocator raises
+        out-of-memory beyond it); ignored on the CPU."""
         started = time.perf_counter()
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
         if target.type == "cuda":
+            if memory_fraction is not None:
+                torch.cuda.set_per_process_memory_fraction(memory_fraction, target)
             torch.cuda.reset_peak_memory_stats(target)
         vocab_map = vocab_indices(stored.vocab_path)
         # Build and load on the CPU, cast, then move: loading straight onto the GPU holds the fp32 copy and the
@@ -514,10 +519,12 @@ class Synthesizer:
         try:
             return run()
         except torch.cuda.OutOfMemoryError as exc:
-            # Drop the failed request's tensors before anyone else allocates.
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise DeviceOutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory") from exc
+            message = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+        # Out of the handler, the traceback and the frames that held the failed request's tensors are gone: only now
+        # does emptying the cache give their memory back, before anyone else allocates.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise DeviceOutOfMemory(message)
 
     # --- health ------------------------------------------------------------------------------------------------
 
@@ -585,6 +592,7 @@ class Synthesizer:
             return {}
         return {
             "allocated_bytes": int(torch.cuda.memory_allocated(self.device)),
+            "reserved_bytes": int(torch.cuda.memory_reserved(self.device)),
             "peak_bytes": int(torch.cuda.max_memory_allocated(self.device)),
         }
 
@@ -790,13 +798,14 @@ def load_checked(
     first_chunk_bytes: int = DEFAULT_FIRST_CHUNK_BYTES,
     on_fp16_fallback: Callable[[], None] | None = None,
     lexicon: Lexicon | None = None,
+    memory_fraction: float | None = None,
 ) -> Synthesizer:
     """Load, warm up (which compiles, when compiling), fall back to float32 when float16 output is not finite,
     and calibrate the latency model. Logs one line saying whether the DiT blocks run compiled, and why not."""
     def load(dtype_name: str) -> Synthesizer:
         return Synthesizer.load(stored, device, dtype_name, target_rms, cuda_graphs, compile_blocks,
                                 compile_cache_dir=compile_cache_dir, first_chunk_bytes=first_chunk_bytes,
-                                lexicon=lexicon)
+                                lexicon=lexicon, memory_fraction=memory_fraction)
 
     synthesizer = load(dtype)
     if not warmup:

@@ -1,11 +1,17 @@
 """Prometheus metrics of the service (prometheus_client), in a registry of their own.
 
-BentoML serves its own registry on ``/metrics``; the service appends ``render()`` there through BentoML's
-``__metrics__`` hook, so one scrape shows both. A private registry keeps tests and several service instances in
-one process from colliding on metric names.
+Under ``bentoml serve`` prometheus_client runs in multiprocess mode (BentoML sets ``PROMETHEUS_MULTIPROC_DIR``
+before the workers start): every value, ours included, lives in that directory and BentoML's ``/metrics`` merges
+them over all worker processes. ``render()`` then adds nothing — appending our registry as well exported every
+``ptbr_*`` series twice, once per worker and once for whichever worker answered the scrape. Each gauge says how
+the workers' values combine (``multiprocess_mode``): the device queue sums over live workers, which is what
+autoscaling reads. Outside a server (tests, scripts) ``render()`` shows the private registry, which keeps several
+service instances in one process from colliding on metric names.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -32,34 +38,38 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.device_memory_allocated = Gauge(
-            "ptbr_device_memory_allocated_bytes", "Device memory held by tensors (CUDA only)", registry=self.registry
+            "ptbr_device_memory_allocated_bytes", "Device memory held by tensors (CUDA only)", multiprocess_mode="livesum", registry=self.registry
+        )
+        self.device_memory_reserved = Gauge(
+            "ptbr_device_memory_reserved_bytes", "Device memory held by PyTorch's caching allocator (CUDA only; "
+            "what nvidia-smi shows, less the CUDA context)", multiprocess_mode="livesum", registry=self.registry
         )
         self.device_memory_peak = Gauge(
             "ptbr_device_memory_peak_bytes", "Peak device memory of the last synthesis (CUDA only)",
-            registry=self.registry,
+            multiprocess_mode="livemax", registry=self.registry,
         )
         self.model_load_seconds = Gauge(
-            "ptbr_model_load_seconds", "Seconds to load and warm up the model", registry=self.registry
+            "ptbr_model_load_seconds", "Seconds to load and warm up the model", multiprocess_mode="livemax", registry=self.registry
         )
         self.fp16_fallbacks = Counter(
             "ptbr_fp16_fallbacks", "Loads that fell back to float32 because float16 output was not finite",
             registry=self.registry,
         )
-        self.model_ready = Gauge("ptbr_model_ready", "1 once the model is loaded and warmed up", registry=self.registry)
-        self.voices_stored = Gauge("ptbr_voices_stored", "Saved voices in the data directory", registry=self.registry)
+        self.model_ready = Gauge("ptbr_model_ready", "1 once the model is loaded and warmed up", multiprocess_mode="livemin", registry=self.registry)
+        self.voices_stored = Gauge("ptbr_voices_stored", "Saved voices in the data directory", multiprocess_mode="livemostrecent", registry=self.registry)
         self.voices_corrupt = Gauge(
             "ptbr_voices_corrupt", "Voice entries skipped as corrupt or half-written at the last scan",
-            registry=self.registry,
+            multiprocess_mode="livemostrecent", registry=self.registry,
         )
         self.voice_cache = Counter(
             "ptbr_voice_cache", "Prepared saved-voice references found in (hit) or missing from (miss) the memory cache",
             ["result"], registry=self.registry,
         )
         self.queue_length = Gauge(
-            "ptbr_queue_length", "Requests waiting for the device", registry=self.registry
+            "ptbr_queue_length", "Requests waiting for the device", multiprocess_mode="livesum", registry=self.registry
         )
         self.queue_in_flight = Gauge(
-            "ptbr_queue_in_flight", "Requests using the device now (0 or 1)", registry=self.registry
+            "ptbr_queue_in_flight", "Requests using the device now (0 or 1)", multiprocess_mode="livesum", registry=self.registry
         )
         self.queue_wait = Histogram(
             "ptbr_queue_wait_seconds", "Time a request waited for the device", buckets=LATENCY_BUCKETS,
@@ -72,7 +82,7 @@ class ServiceMetrics:
 
         self.jobs = Gauge(
             "ptbr_jobs", "Jobs in the data directory by state (in_progress, completed, failed, canceled)", ["state"],
-            registry=self.registry,
+            multiprocess_mode="livemostrecent", registry=self.registry,
         )
         self.job_units = Counter(
             "ptbr_job_units", "Job units (text chunks, subtitle cues) this process synthesised, by job kind", ["kind"],
@@ -94,6 +104,8 @@ class ServiceMetrics:
     def observe_memory(self, stats: dict[str, int]) -> None:
         if "allocated_bytes" in stats:
             self.device_memory_allocated.set(stats["allocated_bytes"])
+        if "reserved_bytes" in stats:
+            self.device_memory_reserved.set(stats["reserved_bytes"])
         if "peak_bytes" in stats:
             self.device_memory_peak.set(stats["peak_bytes"])
 
@@ -102,4 +114,13 @@ class ServiceMetrics:
         self.queue_in_flight.set(in_flight)
 
     def render(self) -> str:
+        """What ``__metrics__`` appends to BentoML's scrape: nothing in multiprocess mode (BentoML's collector
+        already holds our series, merged over the workers), else this registry."""
+        if multiprocess_dir() is not None:
+            return ""
         return generate_latest(self.registry).decode("utf-8")
+
+
+def multiprocess_dir() -> str | None:
+    """prometheus_client's own switch: values live in files there, shared by a server's processes."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None

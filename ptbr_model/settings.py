@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ptbr_model.text.chunking import DEFAULT_FIRST_CHUNK_BYTES
@@ -43,6 +43,15 @@ class Settings(BaseSettings):
         "default <data_dir>/cache/torch-compile"
     )
     warmup: bool = Field(True, description="run one short synthesis at load; checks FP16 output is finite")
+    gpu_workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = Field(
+        1, description="service worker processes: 'auto' = one per visible GPU, each bound to its own GPU with its "
+        "own model copy and device queue (one on a CPU-only box); a number = that many, spread over the GPUs in turn"
+    )
+    cuda_memory_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="cap this process's share of its GPU's memory "
+        "(torch.cuda.set_per_process_memory_fraction); beyond it a synthesis fails as out of memory (503) instead of "
+        "taking memory another process on the GPU needs. Unset: no cap"
+    )
 
     # Synthesis defaults (NFE 16 on the seed's GPU; cfg, sway and cross-fade as upstream)
     speed_preset: SpeedPreset = Field("balanced", description="default speed preset: quality (NFE 32), balanced (16), fast (7)")
@@ -211,6 +220,22 @@ class Settings(BaseSettings):
             lowered = value.strip().lower()
             return _COMPILE_ALIASES.get(lowered, lowered)
         return value
+
+    @field_validator("gpu_workers", mode="before")
+    @classmethod
+    def _auto_is_lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) and value.strip().lower() == "auto" else value
+
+    @model_validator(mode="after")
+    def _workers_pick_their_gpu(self) -> "Settings":
+        # Each worker narrows CUDA_VISIBLE_DEVICES to its own GPU, which it then sees as cuda:0; a device index
+        # named here would point elsewhere (or nowhere) in every worker.
+        if self.gpu_workers != 1 and self.device not in ("auto", "cuda", "cpu"):
+            raise ValueError(
+                f"PTBR_GPU_WORKERS={self.gpu_workers} binds each worker to its own GPU: PTBR_DEVICE must be auto, "
+                f"cuda or cpu, not {self.device!r} (use CUDA_VISIBLE_DEVICES to choose the GPUs)"
+            )
+        return self
 
     @property
     def compile_cache_path(self) -> Path:

@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 
 from serving.auth import ApiKeys, needs_key
 from serving.errors import error_body
+from serving.workers import WorkerRoll
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -45,10 +46,13 @@ class LoadStatus:
         self._lock = threading.Lock()
         self.state = "loading"
         self.error: str | None = None
+        self.roll: WorkerRoll | None = None  # the other workers of this server (PTBR_GPU_WORKERS > 1)
 
     def ready(self) -> None:
         with self._lock:
             self.state, self.error = "ready", None
+        if self.roll is not None:
+            self.roll.mark_ready()
 
     def fail(self, reason: str) -> None:
         with self._lock:
@@ -58,10 +62,20 @@ class LoadStatus:
     def is_ready(self) -> bool:
         return self.state == "ready"
 
+    @property
+    def server_ready(self) -> bool:
+        """This worker and every other worker of the server are ready (what /readyz reports)."""
+        return self.is_ready and not (self.roll is not None and self.roll.not_ready())
+
     def describe(self) -> str:
         if self.state == "failed":
             return f"model failed to load: {self.error}"
-        return "model is loading" if self.state == "loading" else "model is ready"
+        if self.state == "loading":
+            return "model is loading"
+        waiting = self.roll.not_ready() if self.roll is not None else []
+        if waiting:
+            return f"worker(s) {', '.join(map(str, waiting))} of {self.roll.workers} not ready (loading or restarting)"
+        return "model is ready"
 
 
 class RequestGuards:
@@ -84,8 +98,9 @@ class RequestGuards:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        if path == "/readyz" and not self.status.is_ready:
-            await send_json(send, 503, {"status": self.status.state, "error": self.status.describe()},
+        if path == "/readyz" and not self.status.server_ready:
+            state = self.status.state if self.status.state != "ready" else "loading"  # another worker is not ready
+            await send_json(send, 503, {"status": state, "error": self.status.describe()},
                             [(b"retry-after", b"5")])
             return
         if self.keys.enabled and needs_key(method, path, open_listing=self.open_listing,

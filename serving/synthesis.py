@@ -366,7 +366,7 @@ class SynthesisCore:
             result = await anyio.to_thread.run_sync(engine.synthesize, text, reference, options)
         finally:
             ticket.release()
-        self.metrics.observe_memory(engine.memory_stats())
+            self.metrics.observe_memory(engine.memory_stats())  # after an out-of-memory failure too
         return result
 
     def finish_wave(self, wave: np.ndarray, sample_rate: int, output: OutputOptions) -> np.ndarray:

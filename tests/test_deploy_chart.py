@@ -201,11 +201,12 @@ def test_chart_env_lists_the_settings_with_the_services_defaults():
 # Settings a deployment does not set: how loud a reference is trained at is the model's, not the operator's;
 # compile is being reworked (PTBR_COMPILE=auto) and goes in extraEnv; nfe_step unset means "from the preset".
 # Not listed: no default to show (NFE_STEP, LOUDNESS, LEXICON_FILE, DEFAULT_VOICE, LATENCY_BUDGET_S,
-# COMPILE_CACHE_DIR: unset means "not set"), a model constant (TARGET_RMS), test hooks that must never be set in a
+# COMPILE_CACHE_DIR, CUDA_MEMORY_FRACTION: unset means "not set"), a model constant (TARGET_RMS), test hooks that must never be set in a
 # deployment (TEST_*), COMPILE (see compose.yaml), API keys (secrets: from a Secret or .env, never a values file).
 NOT_LISTED = {"PTBR_TARGET_RMS", "PTBR_COMPILE", "PTBR_NFE_STEP", "PTBR_LOUDNESS", "PTBR_TEST_VOICE_COMMIT_PAUSE_S",
               "PTBR_LEXICON_FILE", "PTBR_DEFAULT_VOICE", "PTBR_LATENCY_BUDGET_S", "PTBR_COMPILE_CACHE_DIR",
-              "PTBR_TEST_JOB_CHUNK_PAUSE_S", "PTBR_API_KEYS", "PTBR_API_KEYS_FILE", "PTBR_TEST_OOM_TRIGGER"}
+              "PTBR_TEST_JOB_CHUNK_PAUSE_S", "PTBR_API_KEYS", "PTBR_API_KEYS_FILE", "PTBR_TEST_OOM_TRIGGER",
+              "PTBR_CUDA_MEMORY_FRACTION"}
 
 
 def assert_settings_listed(env: dict, exempt: set[str] = frozenset()) -> None:

@@ -213,6 +213,21 @@ def test_metrics_are_exposed(service, reference_file):
         assert name in text, name
     assert 'ptbr_requests_total{endpoint="synthesize",outcome="ok"}' in text
     assert 'outcome="client_error"' in text
+    assert_each_series_once(text)
+
+
+def assert_each_series_once(text: str) -> None:
+    """Every ptbr_* sample once, without a pid label: BentoML's multiprocess collector already exports our
+    series, merged over the workers; appending our own registry as well showed each one twice."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seen: list[tuple] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("ptbr_"):
+                assert "pid" not in sample.labels, sample
+                seen.append((sample.name, tuple(sorted(sample.labels.items()))))
+    assert seen and len(seen) == len(set(seen)), sorted(item for item in seen if seen.count(item) > 1)[:5]
 
 
 def test_request_log_is_json_without_the_text(service, reference_file):
