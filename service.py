@@ -41,7 +41,9 @@ def _jobs():
 @bentoml.asgi_app(create_openai_app(), path="/v1")  # OpenAI-compatible API; reaches self.core at request time
 @bentoml.service(
     name="f5tts-ptbr",
-    resources={"gpu": max(1, len(GPUS)) if WORKERS > 1 else 1},
+    # Several workers: all GPUs to every worker (each then takes one), none on a CPU-only box (BentoML would
+    # otherwise hand out a "GPU 0" that does not exist).
+    resources={"gpu": len(GPUS)} if WORKERS > 1 and GPUS else {} if WORKERS > 1 else {"gpu": 1},
     workers=WORKERS,
     traffic={"timeout": SETTINGS.traffic_timeout, "max_concurrency": SETTINGS.max_concurrency},
 )

@@ -177,6 +177,7 @@ class LocalServer:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen | None = None
+    model_tag: str | None = None  # a model already in <workdir>/bentoml (default: import the demo model)
 
     @property
     def url(self) -> str:
@@ -191,8 +192,9 @@ class LocalServer:
         for folder in (home, data, self.tmpdir):
             folder.mkdir(parents=True, exist_ok=True)
         base = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "HF_HUB_OFFLINE": "1"}
-        tag = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "import_model.py"), "--demo"], env=base,
-                             capture_output=True, text=True, timeout=300, check=True).stdout.strip()
+        tag = self.model_tag or subprocess.run(
+            [sys.executable, str(REPO_ROOT / "scripts" / "import_model.py"), "--demo"], env=base,
+            capture_output=True, text=True, timeout=300, check=True).stdout.strip()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -215,7 +217,7 @@ class LocalServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise SystemExit(f"the server was not ready within {timeout} s")
+        raise SystemExit(f"the server was not ready within {timeout} s; see {self.workdir}/serve.log")
 
     def stop(self) -> None:
         if self.process is not None:
