@@ -211,8 +211,13 @@ class LocalServer:
             if self.process.poll() is not None:
                 raise SystemExit(f"bentoml serve exited with {self.process.returncode}; see {self.workdir}/serve.log")
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                response = httpx.get(self.url + "/readyz", timeout=2)
+                if response.status_code == 200:
                     return self
+                if response.headers.get("content-type", "").startswith("application/json") and \
+                        response.json().get("status") == "failed":  # the model failed to load: no use waiting
+                    self.stop()
+                    raise SystemExit(f"the model failed to load: {response.json().get('error')}")
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)

@@ -13,9 +13,10 @@ Phases:
   e2e      One worker, the defaults (fp16, compile auto, CUDA graphs): a burst of ``--burst`` concurrent requests
            (only 200 and 429 with Retry-After are expected), ``--sequential`` requests one after another with device
            memory sampled from /metrics (allocated and reserved must stay flat), then a real CUDA out-of-memory:
-           the server is restarted with PTBR_CUDA_MEMORY_FRACTION set between what a short request and a
-           ``--long-seconds`` request need (measured just before), so the long one fails with 503 and the short
-           ones around it succeed; allocated memory must come back to its resting level.
+           the server is restarted with PTBR_CUDA_MEMORY_FRACTION between what short requests keep reserved and
+           what a ``--long-seconds`` utterance reserved (both measured just before; bisected over up to
+           ``--oom-tries`` restarts until the model loads and the long request alone fails), so the long one fails
+           with 503 and the requests around it succeed; allocated memory must come back to its resting level.
 
 Model: random weights at the real checkpoint's size with a real-size vocoder (scripts/benchmark.py writes them),
 imported once into ``<workdir>/bentoml`` with the project's own import; ``--quick`` imports the demo model instead.
@@ -156,7 +157,11 @@ class Server:
     def __enter__(self) -> Server:
         say(f"starting the server: {self.label}")
         started = time.perf_counter()
-        self.local.start(timeout=self.ready_timeout)
+        try:
+            self.local.start(timeout=self.ready_timeout)
+        except BaseException:
+            self.__exit__()
+            raise
         self.cold_start_s = round(time.perf_counter() - started, 2)
         say(f"ready in {self.cold_start_s} s")
         return self
@@ -353,9 +358,11 @@ def sequential(server: Server, voice: str, count: int) -> dict:
             if len(samples) > 1 else None, "samples": samples[:: max(1, len(samples) // 8)] + samples[-1:]}
 
 
-def phase_e2e(workdir: Path, tag: str, args: argparse.Namespace) -> dict:
-    env = {"CUDA_VISIBLE_DEVICES": "0"} if not args.quick else {}
-    result: dict = {}
+def phase_e2e(workdir: Path, tag: str, args: argparse.Namespace, result: dict, save) -> dict:
+    # Long requests use duration control up to --long-seconds in one utterance: the most memory one request takes.
+    env = {"PTBR_MAX_DURATION_S": str(max(30.0, args.long_seconds))}
+    if not args.quick:
+        env["CUDA_VISIBLE_DEVICES"] = "0"
     long_fields = {"duration": str(args.long_seconds)}
     with Server(workdir, tag, "e2e", env, args.ready_timeout) as server:
         result["cold_start_s"] = server.cold_start_s
@@ -368,49 +375,58 @@ def phase_e2e(workdir: Path, tag: str, args: argparse.Namespace) -> dict:
         with httpx.Client() as client:
             result["after_burst_status"] = synthesize(client, server.url, voice)[0]
         say(f"burst: {result['burst']['statuses']}")
+        save()
         result["sequential"] = sequential(server, voice, args.sequential)
         say(f"sequential: allocated spread {result['sequential']['allocated_spread_mib']} MiB")
+        save()
         with httpx.Client() as client:
             synthesize(client, server.url, voice, text=SHORT_TEXT)
             short = server.metrics()
-            status, seconds, _ = synthesize(client, server.url, voice, text=TEXT, **long_fields)
+            status, seconds, headers = synthesize(client, server.url, voice, text=TEXT, **long_fields)
             long = server.metrics()
         result["short_request"] = short
-        result["long_request"] = {"status": status, "seconds": round(seconds, 2), **long}
+        result["long_request"] = {"status": status, "seconds": round(seconds, 2), "error": headers.get("error"), **long}
+        say(f"long request: {status} in {seconds:.2f} s")
+        save()
     if args.quick or not gpu_table():
         result["oom"] = {"skipped": "no GPU: PTBR_CUDA_MEMORY_FRACTION only caps CUDA memory"}
         return result
+    # A cap the model loads under, that a short request fits in and the long one does not: search between what
+    # short requests keep reserved and what the long one reserved (loading needs an unknown amount in between).
     total = gpu_table()[0]["memory_total_mib"] * 2**20
-    steady = short["device_memory_reserved_bytes"]
-    extra = long["device_memory_peak_bytes"] - short["device_memory_peak_bytes"]
-    result["oom"] = {"tries": []}
-    for share in (0.5, 0.2, 0.05):
-        cap = steady + max(extra, 0) * share
+    low, high = short["device_memory_reserved_bytes"], long["device_memory_reserved_bytes"]
+    result["oom"] = {"total_mib": round(total / 2**20), "short_reserved_mib": round(low / 2**20, 1),
+                     "long_reserved_mib": round(high / 2**20, 1), "tries": []}
+    for _ in range(args.oom_tries):
+        cap = (low + high) / 2
         fraction = round(cap / total, 6)
         attempt: dict = {"fraction": fraction, "cap_mib": round(cap / 2**20, 1)}
+        result["oom"]["tries"].append(attempt)
         try:
-            with Server(workdir, tag, f"oom-{share}", {**env, "PTBR_CUDA_MEMORY_FRACTION": str(fraction)},
-                        args.ready_timeout) as capped:
-                before = capped.metrics()
-                sequence = []
+            with Server(workdir, tag, f"oom-{len(result['oom']['tries'])}",
+                        {**env, "PTBR_CUDA_MEMORY_FRACTION": str(fraction)}, args.oom_ready_timeout) as capped:
+                attempt["before"] = {k: round(v / 2**20, 1) for k, v in capped.metrics().items() if k.startswith("device_memory")}
+                sequence = attempt["sequence"] = []
                 with httpx.Client() as client:
                     for label, fields, text in (("short", {}, SHORT_TEXT), ("long", long_fields, TEXT),
-                                                ("short", {}, SHORT_TEXT), ("short", {}, TEXT)):
+                                                ("short", {}, SHORT_TEXT), ("medium", {}, TEXT)):
                         status, seconds, headers = synthesize(client, capped.url, voice, text=text, **fields)
+                        error = headers.get("error")
                         sequence.append({"request": label, "status": status, "seconds": round(seconds, 2),
                                          "retry_after": headers.get("retry_after"),
-                                         "error": (headers.get("error") or {}).get("error", {}).get("code")
-                                         if isinstance(headers.get("error"), dict) else None,
+                                         "error": json.dumps(error)[:300] if error else None,
                                          **{key: round(value / 2**20, 1) for key, value in capped.metrics().items()
                                             if key.startswith("device_memory")}})
-                attempt.update(before={k: round(v / 2**20, 1) for k, v in before.items() if k.startswith("device_memory")},
-                               sequence=sequence)
-        except SystemExit as exc:  # did not become ready: the cap is below what loading needs
-            attempt["not_ready"] = str(exc)
-        result["oom"]["tries"].append(attempt)
+        except SystemExit as exc:  # the model did not load under this cap
+            attempt["not_ready"] = str(exc)[:300]
         statuses = [step["status"] for step in attempt.get("sequence", [])]
-        say(f"cap {attempt['cap_mib']} MiB: {statuses}")
-        if statuses and statuses[1] == 503:
+        say(f"cap {attempt['cap_mib']} MiB: {statuses or attempt.get('not_ready')}")
+        save()
+        if not statuses:
+            low = cap  # loading needs more
+        elif statuses[1] == 200:
+            high = cap  # the long request still fits
+        else:
             break
     return result
 
@@ -424,8 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-requests", type=int, default=20)
     parser.add_argument("--burst", type=int, default=32)
     parser.add_argument("--sequential", type=int, default=200)
-    parser.add_argument("--long-seconds", type=float, default=30.0)
+    parser.add_argument("--long-seconds", type=float, default=240.0,
+                        help="duration of the long request (one utterance; PTBR_MAX_DURATION_S is raised to it)")
     parser.add_argument("--ready-timeout", type=float, default=480.0)
+    parser.add_argument("--oom-tries", type=int, default=4, help="servers started to find a cap that fails the long request")
+    parser.add_argument("--oom-ready-timeout", type=float, default=150.0)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--import-real-size", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -435,12 +454,20 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     tag = prepare_model(args.workdir, args.quick)
     report: dict = {"model": tag, "quick": args.quick, "gpus": gpu_table()}
+
+    def save() -> None:  # as it goes: a run cut short keeps what was measured
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1))
+
     for phase in args.phases.split(","):
         started = time.perf_counter()
-        report[phase] = {"workers": phase_workers, "e2e": phase_e2e}[phase](args.workdir, tag, args)
+        if phase == "e2e":
+            report[phase] = {}
+            phase_e2e(args.workdir, tag, args, report[phase], save)
+        else:
+            report[phase] = phase_workers(args.workdir, tag, args)
         report[phase]["phase_seconds"] = round(time.perf_counter() - started, 1)
-        if args.out:  # after each phase: a later failure keeps what was measured
-            args.out.write_text(json.dumps(report, indent=1))
+        save()
     print(json.dumps(report, indent=1))
     return 0
 
