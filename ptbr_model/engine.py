@@ -76,6 +76,14 @@ class NothingToSay(ValueError):
         self.field = field
 
 
+class TooLongForModel(ValueError):
+    """One chunk's sequence (reference + generated frames) is longer than the model can take (f5.max_sequence_frames)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class DeviceOutOfMemory(RuntimeError):
     """The device ran out of memory for this request; memory was released and the next request can proceed."""
 
@@ -309,8 +317,9 @@ class Synthesizer:
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
         if target.type == "cuda":
-            if memory_fraction is not None:
-                torch.cuda.set_per_process_memory_fraction(memory_fraction, target)
+            if memory_fraction is not None:  # it wants an index; "cuda" alone means the current device
+                index = target.index if target.index is not None else torch.cuda.current_device()
+                torch.cuda.set_per_process_memory_fraction(memory_fraction, index)
             torch.cuda.reset_peak_memory_stats(target)
         vocab_map = vocab_indices(stored.vocab_path)
         # Build and load on the CPU, cast, then move: loading straight onto the GPU holds the fp32 copy and the
@@ -396,6 +405,7 @@ class Synthesizer:
         seed = draw_seed() if options.seed is None else options.seed
         work = tuple(self._chunk_work(reference, chunk, options) for chunk in prepared.chunks)
         ref_frames = reference.wave.shape[-1] // self._hop_length
+        self._check_length(work, ref_frames, options)
         cost = self.cost_model.request_cost([(item.frames, item.frames - ref_frames) for item in work],
                                             reference.wave.shape[-1], cfg=options.cfg_strength >= CFG_OFF_BELOW)
         captures = None
@@ -426,6 +436,21 @@ class Synthesizer:
             work=work,
             captures=captures,
         )
+
+    def _check_length(self, work: tuple[ChunkWork, ...], ref_frames: int, options: SynthesisOptions) -> None:
+        limit = f5.max_sequence_frames(self.model)
+        longest = max((item.frames for item in work), default=0)
+        if limit is None or longest <= limit:
+            return
+        seconds = self._hop_length / self.sample_rate
+        room = max(0.0, (limit - ref_frames) * seconds)
+        if options.duration is not None:
+            raise TooLongForModel("duration", f"{options.duration:g} s after a {ref_frames * seconds:.1f}-second "
+                                  f"reference is over what the model can take in one utterance "
+                                  f"({limit * seconds:.1f} s with the reference): at most {room:.1f} s here")
+        raise TooLongForModel("reference_audio", f"a chunk would last {(longest - ref_frames) * seconds:.1f} s after "
+                              f"a {ref_frames * seconds:.1f}-second reference, over the model's "
+                              f"{limit * seconds:.1f} s: use a shorter reference or a faster speed")
 
     def _chunk_work(self, reference: Reference, chunk: str, options: SynthesisOptions) -> ChunkWork:
         """Upstream's duration rule (infer_batch_process) or the requested duration (``chunk_frames``), and the

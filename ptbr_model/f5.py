@@ -77,6 +77,15 @@ def build_cfm(arch: dict[str, Any], mel: dict[str, Any], vocab_char_map: dict[st
     )
 
 
+def max_sequence_frames(model) -> int | None:
+    """The longest sequence (reference + generated mel frames) the DiT can take: its text embedding adds sinusoidal
+    positions from a table precomputed for ``precompute_max_pos`` frames (4096 by default, ≈ 43.7 s at 24 kHz with
+    hop 256), and a longer sequence fails inside ``TextEmbedding.forward``. Upstream never checks it; None when the
+    model has no such table."""
+    table = getattr(getattr(getattr(model, "transformer", None), "text_embed", None), "freqs_cis", None)
+    return int(table.shape[0]) if table is not None else None
+
+
 def load_vocos(config_path: str | Path, weights_path: str | Path):
     """A vocos vocoder on the CPU in float32, loaded strictly (as upstream's ``load_vocoder(is_local=True)``)."""
     import torch

@@ -36,7 +36,7 @@ def error_response(status: int, field: str, message: str, retry_after: int | Non
 def as_api_error(exc: BaseException, *, oom_retry_after: int = 5, queue_retry_after: int = 2) -> ApiError:
     """The ApiError a request gets for ``exc``; unexpected exceptions are logged and become a 500."""
     from ptbr_model.audio import AudioError
-    from ptbr_model.engine import DeviceOutOfMemory, NothingToSay
+    from ptbr_model.engine import DeviceOutOfMemory, NothingToSay, TooLongForModel
     from ptbr_model.voices import VoiceError
 
     from serving.device_queue import QueueFull, QueueTimeout
@@ -45,7 +45,7 @@ def as_api_error(exc: BaseException, *, oom_retry_after: int = 5, queue_retry_af
         return exc
     if isinstance(exc, AudioError):
         return ApiError(400, exc.field, exc.problem)
-    if isinstance(exc, NothingToSay):
+    if isinstance(exc, (NothingToSay, TooLongForModel)):
         return ApiError(400, exc.field, str(exc))
     if isinstance(exc, VoiceError):  # 404 unknown voice, 409 name taken, 400 bad name / limit reached
         return ApiError(exc.status_code, exc.field, exc.problem)

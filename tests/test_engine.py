@@ -130,6 +130,23 @@ def test_text_with_nothing_speakable_is_refused(engine, reference_wave):
         engine.synthesize("😀😀 ✨", reference, SynthesisOptions(nfe_step=2, seed=0))
 
 
+def test_a_sequence_longer_than_the_models_position_table_is_refused_before_any_work(engine, reference_wave):
+    """The text embedding's sinusoidal table (8192 frames in f5-tts 1.1.22, ≈ 87 s) bounds reference + speech;
+    past it the DiT failed with a RuntimeError deep inside (a 500). Now it is a clear refusal naming the field."""
+    from ptbr_model import f5
+    from ptbr_model.engine import TooLongForModel
+
+    reference = engine.make_reference(reference_wave, TRANSCRIPT)
+    limit_s = f5.max_sequence_frames(engine.model) * engine.stored.mel["hop_length"] / engine.sample_rate
+    with pytest.raises(TooLongForModel, match="at most") as refused:
+        engine.plan("Uma frase curta.", reference, SynthesisOptions(nfe_step=2, seed=0, duration=limit_s))
+    assert refused.value.field == "duration"
+    engine.plan("Uma frase curta.", reference, SynthesisOptions(nfe_step=2, seed=0, duration=limit_s - 10))
+    with pytest.raises(TooLongForModel) as refused:  # slow speech after a reference: the chunk outgrows the table
+        engine.plan("Uma frase " * 12, reference, SynthesisOptions(nfe_step=2, seed=0, speed=0.01))
+    assert refused.value.field == "reference_audio"
+
+
 def test_out_of_memory_is_reported_and_the_next_request_succeeds(engine, reference_wave, monkeypatch):
     """No GPU here: the sampler raises what CUDA raises, once."""
     import ptbr_model.engine as engine_module
