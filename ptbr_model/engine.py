@@ -544,7 +544,10 @@ class Synthesizer:
         try:
             return run()
         except torch.cuda.OutOfMemoryError as exc:
-            message = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+            # CUDA's message goes on to the GPU's capacity and this process's memory: a client needs the first two
+            # sentences ("CUDA out of memory. Tried to allocate 24.00 MiB"), not the box's layout.
+            first = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+            message = ". ".join(first.split(". ")[:2]).rstrip(".")
         # Out of the handler, the traceback and the frames that held the failed request's tensors are gone: only now
         # does emptying the cache give their memory back, before anyone else allocates.
         if torch.cuda.is_available():
