@@ -53,6 +53,8 @@ class JobsService:
         self.store = JobStore(
             Path(settings.data_dir) / "jobs", max_jobs=settings.max_jobs, max_active=settings.max_active_jobs,
             max_attempts=settings.job_max_attempts, retention_s=settings.job_retention_hours * 3600.0,
+            retry_backoff_s=settings.job_retry_backoff_s, retry_backoff_max_s=settings.job_retry_backoff_max_s,
+            max_wait_s=settings.job_storage_wait_hours * 3600.0,
         )
         self.executor = JobExecutor(self.store, core.require_ready, self.device_turn,
                                     pause_after_unit_s=settings.test_job_chunk_pause_s, on_unit=self._observe_unit)
