@@ -32,8 +32,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Multipart framing around the file: boundaries, part headers and the other form fields.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
 OPENAI_PREFIX = "/v1"
-# The file field of each multipart route, to name it in a 413 (jobs: add "/dub_subtitles/submit": "subtitles").
-UPLOAD_FIELDS: dict[str, str] = {}
+# The file field each multipart route is about, named in its 413 (the guard sees the body's size, not its parts):
+# the dubbing route's subtitle file, the OpenAI voice upload's audio_sample; elsewhere the reference audio.
+UPLOAD_FIELDS: dict[str, str] = {"/dub_subtitles/submit": "subtitles", "/v1/audio/voices": "audio_sample"}
 DEFAULT_UPLOAD_FIELD = "reference_audio"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -202,6 +202,17 @@ def test_content_length_over_the_limit_is_a_413_before_the_body_is_read():
     assert call(app, "POST", "/synthesize", files={"reference_audio": ("r.wav", b"x" * 4096)}).status_code == 200
 
 
+@pytest.mark.parametrize("path,field", [("/dub_subtitles/submit", "subtitles"), ("/synthesize_long/submit",
+                                                                              "reference_audio")])
+def test_a_413_names_the_file_field_of_its_route(path, field):
+    app, inner = guarded()
+    response = call(app, "POST", path, files={field: ("f.bin", b"x" * (4096 + 64 * 1024 + 1))})
+    assert response.status_code == 413 and response.json()["error"].startswith(f"{field}: ")
+    assert response.json()["detail"][0]["loc"] == [field] and inner.calls == []
+    response = call(app, "POST", "/v1/audio/voices", files={"audio_sample": ("a.wav", b"x" * (4096 + 64 * 1024 + 1))})
+    assert response.status_code == 413 and response.json()["error"]["param"] == "audio_sample"
+
+
 def test_413_under_v1_is_openai_shaped():
     app, _ = guarded()
     body = call(app, "POST", "/v1/audio/speech", content=b"{" * 3000, headers={"content-type": "application/json"}).json()

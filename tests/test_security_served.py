@@ -141,6 +141,15 @@ def test_content_length_over_the_limit_is_refused_up_front(service, reference):
     assert response.status_code == 413 and "PTBR_MAX_JSON_BYTES" in response.text
 
 
+def test_a_too_large_dub_upload_is_a_413_naming_subtitles(service):
+    cues = b"".join(b"%d\n00:00:%02d,000 --> 00:00:%02d,500\nFala numero %d.\n\n" % (n, n % 60, n % 60, n)
+                    for n in range(1, 12000))  # ~500 kB of cues > 300 kB
+    response = httpx.post(f"{service.url}/dub_subtitles/submit", headers=auth(), timeout=30, data={"voice": "x"},
+                          files={"subtitles": ("legendas.srt", cues)})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"].startswith("subtitles: ") and "PTBR_MAX_UPLOAD_BYTES" in response.text
+
+
 def test_multipart_without_a_boundary_is_a_400(service):
     response = httpx.post(f"{service.url}/synthesize", content=b"text=ola", timeout=10,
                           headers={**auth(), "Content-Type": "multipart/form-data"})
