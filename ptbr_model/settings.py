@@ -169,6 +169,10 @@ class Settings(BaseSettings):
         "stay readable without it (Open WebUI lists voices and models with no Authorization header)"
     )
     ui_enabled: bool = Field(True, description="serve the web page at /ui (false: /ui answers 404)")
+    ui_require_key: bool = Field(
+        False, description="with keys set, the web page's own files (GET /ui…) need a key too (a browser sends none: "
+        "only behind a proxy that adds it); the routes the page calls always need one"
+    )
 
     max_json_bytes: int = Field(
         1024 * 1024, ge=1024, description="largest request body that is not a multipart upload (JSON, url-encoded "

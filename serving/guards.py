@@ -5,7 +5,7 @@ ASGI apps (``/v1``, jobs, ``/ui``) included. In order, it answers:
 
 1. ``/readyz`` with the reason the model is not ready (503);
 2. 401 without ``Authorization: Bearer <key>`` when API keys are set (serving/auth.py: probes, and optionally
-   ``/metrics`` and the OpenAI listing routes, stay open);
+   ``/metrics``, the OpenAI listing routes and the web page's static files under ``/ui``, stay open);
 3. 400 for a multipart request whose Content-Type has no boundary (Starlette would raise, BentoML answer 500);
 4. 413 for a body over its limit: multipart uploads ``PTBR_MAX_UPLOAD_BYTES`` (plus the form's framing), anything
    else ``PTBR_MAX_JSON_BYTES``. From Content-Length before the body is read; without one (chunked uploads) the
@@ -76,6 +76,7 @@ class RequestGuards:
         self.keys = keys if keys is not None else ApiKeys.from_settings(settings)
         self.open_listing = settings.open_listing
         self.metrics_require_key = settings.metrics_require_key
+        self.ui_require_key = settings.ui_require_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.keys.enabled and not self.keys.accepts(header(scope, b"authorization")):
@@ -90,7 +91,8 @@ class RequestGuards:
                             [(b"retry-after", b"5")])
             return
         if self.keys.enabled and needs_key(method, path, open_listing=self.open_listing,
-                                           metrics_require_key=self.metrics_require_key):
+                                           metrics_require_key=self.metrics_require_key,
+                                           ui_require_key=self.ui_require_key):
             if not self.keys.accepts(header(scope, b"authorization")):
                 await refuse(send, path, 401, "authorization", "missing or invalid API key: send the header "
                              "`Authorization: Bearer <key>`", code="invalid_api_key",

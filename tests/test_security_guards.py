@@ -181,10 +181,23 @@ def test_a_websocket_without_a_key_is_closed_before_any_route():
     ("GET", "/metrics", False), ("OPTIONS", "/synthesize", False), ("GET", "/v1/models", False),
     ("GET", "/v1/models/", False), ("HEAD", "/v1/audio/voices", False), ("POST", "/v1/audio/voices", True),
     ("GET", "/livez/x", True), ("GET", "/", True), ("GET", "/docs.json", True), ("POST", "/synthesize", True),
-    ("GET", "/ui", True), ("GET", "/synthesize_long/status", True),
+    ("GET", "/synthesize_long/status", True),
+    # the web page's files: open to GET/HEAD (PTBR_UI_REQUIRE_KEY off), never a way out of /ui
+    ("GET", "/ui", False), ("GET", "/ui/", False), ("GET", "/ui/app.js", False), ("HEAD", "/ui/style.css", False),
+    ("POST", "/ui", True), ("PUT", "/ui/x", True), ("GET", "/uix", True), ("GET", "/ui/../list_voices", True),
+    ("GET", "/ui/./app.js", True), ("GET", "/ui//etc", True), ("GET", "/ui/..", True), ("GET", "/ui\\..", True),
 ])
 def test_which_routes_need_a_key(method, path, expected):
     assert needs_key(method, path, open_listing=True, metrics_require_key=False) is expected
+
+
+def test_the_web_page_can_be_locked_too():
+    assert needs_key("GET", "/ui/app.js", open_listing=True, metrics_require_key=False, ui_require_key=True)
+    app, inner = guarded(api_keys=KEYS[0], ui_require_key=True)
+    assert call(app, "GET", "/ui/").status_code == 401
+    app, inner = guarded(api_keys=KEYS[0])
+    assert call(app, "GET", "/ui/").status_code == 200 and call(app, "POST", "/ui/").status_code == 401
+    assert [path for path, _ in inner.calls] == ["/ui/"]
 
 
 # --- body limits and framing --------------------------------------------------------------------------------------------

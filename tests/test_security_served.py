@@ -336,3 +336,47 @@ def test_an_imported_model_is_readable_by_other_users(service):  # service: the 
 def test_the_data_directory_holds_no_client_names(service):
     names = [path.name for path in service.data_dir.rglob("*")]
     assert not any(secret in name for name in names for secret in SECRETS.values())
+
+
+PAGE_CALLS = [("POST", "/model_info"), ("POST", "/list_voices"), ("POST", "/normalize"), ("POST", "/synthesize_stream"),
+              ("POST", "/create_voice"), ("POST", "/synthesize_long/submit"), ("GET", "/synthesize_long/status"),
+              ("GET", "/synthesize_long/get"), ("PUT", "/synthesize_long/cancel"), ("POST", "/dub_subtitles/submit"),
+              ("GET", "/dub_subtitles/status")]
+
+
+def test_the_web_page_loads_without_a_key_and_its_api_calls_need_one(service):
+    for path in ("/ui", "/ui/", "/ui/index.html", "/ui/app.js", "/ui/style.css"):
+        response = httpx.get(service.url + path, timeout=10, follow_redirects=True)
+        assert response.status_code == 200, (path, response.status_code)
+    assert 'id="api-key"' in httpx.get(f"{service.url}/ui/", timeout=10).text
+    assert httpx.head(f"{service.url}/ui/app.js", timeout=10).status_code == 200
+    assert httpx.get(f"{service.url}/ui/missing.js", timeout=10).status_code == 404  # open, but only the page's files
+    assert httpx.post(f"{service.url}/ui/", timeout=10).status_code == 401  # only reading is open
+    for method, path in PAGE_CALLS:
+        refused = httpx.request(method, service.url + path, timeout=10)
+        assert refused.status_code == 401, (method, path, refused.status_code)
+
+
+def test_the_page_asks_for_the_key_and_sends_it(service):
+    from browser import chromium, missing
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    reason = missing()
+    assert reason is None, reason
+
+    def shown(driver, element_id: str) -> str:
+        return driver.find_element(By.ID, element_id).text
+
+    with chromium("pt-BR") as driver:
+        wait = WebDriverWait(driver, 30, poll_frequency=0.05)
+        driver.get(f"{service.url}/ui/")
+        wait.until(lambda d: "chave de API" in shown(d, "model-status"), "the page did not say it needs a key")
+        form = driver.find_element(By.ID, "key-form")
+        assert form.is_displayed()
+        driver.find_element(By.ID, "api-key").send_keys(FILE_KEY)
+        driver.find_element(By.ID, "api-key-use").click()
+        wait.until(lambda d: "pronto" in shown(d, "model-status"), "the key typed in did not open the API")
+        assert driver.find_element(By.ID, "api-key").get_attribute("value") == ""  # not left on screen
+        driver.refresh()  # the key lasts for the tab
+        wait.until(lambda d: "pronto" in shown(d, "model-status"), "the key was not kept in the tab")
