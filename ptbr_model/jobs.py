@@ -398,6 +398,8 @@ class JobStore:
     def status(self, job_id: str, kind: str | None = None) -> dict[str, Any]:
         try:
             state = self._read_state(job_id)
+        except JobNotFound:  # (a JobError is a ValueError too): unknown or malformed, never echoed to the log
+            raise
         except ValueError as exc:  # corrupt on disk: skipped with a warning, never served
             log.warning("job %s: %s", job_id, exc)
             raise JobNotFound("task_id", f"job {_shown(job_id)} is unreadable (corrupt state) and is skipped") from None

@@ -340,3 +340,25 @@ def test_guards_share_no_state():
     second, _ = guarded()
     assert call(first, "POST", "/synthesize").status_code == 401
     assert call(second, "POST", "/synthesize").status_code == 200
+
+
+def test_path_parameters_never_reach_the_log():
+    from serving.request_log import RedactPathParameters
+
+    record = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "%s (%s) (%s) %.3fms",
+                               ("127.0.0.1:1", "scheme=http,method=DELETE,path=/v1/audio/voices/Ana Maria,type=",
+                                "status=200", 1.0), None)
+    assert RedactPathParameters().filter(record)
+    assert record.getMessage() == "127.0.0.1:1 (scheme=http,method=DELETE,path=/v1/audio/voices/{id}) " \
+        "(status=200) 1.000ms"
+    odd = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "%s (%s)",
+                            ("a", "scheme=http,method=GET,path=/v1/models/x,type=y (z),length=1"), None)
+    RedactPathParameters().filter(odd)
+    assert odd.getMessage() == "a (scheme=http,method=GET,path=/v1/models/{id})"  # nothing of the value is left
+    record = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "%s (scheme=%s,path=%s) - Client connected",
+                               ("127.0.0.1:1", "http", "/v1/models/segredo"), None)
+    RedactPathParameters().filter(record)
+    assert record.getMessage() == "127.0.0.1:1 (scheme=http,path=/v1/models/{id}) - Client connected"
+    untouched = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "path=%s", ("/v1/audio/voices",), None)
+    RedactPathParameters().filter(untouched)
+    assert untouched.getMessage() == "path=/v1/audio/voices" and untouched.args == ("/v1/audio/voices",)

@@ -380,3 +380,66 @@ def test_the_page_asks_for_the_key_and_sends_it(service):
         assert driver.find_element(By.ID, "api-key").get_attribute("value") == ""  # not left on screen
         driver.refresh()  # the key lasts for the tab
         wait.until(lambda d: "pronto" in shown(d, "model-status"), "the key was not kept in the tab")
+
+
+MORE_SECRETS = {name: f"Zq{name}Sigilo{index:02d}x" for index, name in enumerate(
+    ["input", "instructions", "oaivoice", "oainame", "oaireftext", "oaifile", "oaimodel", "longtext", "longvoice",
+     "cue", "subfile", "badcue", "taskid", "format", "deleteid"])}
+
+
+def test_the_log_holds_no_request_text_from_v1_or_job_routes(service, reference):
+    s = MORE_SECRETS
+    url, headers = service.url, auth(KEYS[0])
+
+    def send(method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, url + path, headers=headers, timeout=120, **kwargs)
+
+    created = send("POST", "/v1/audio/voices", data={"name": f"Voz {s['oainame']}", "consent": "yes",
+                                                     "ref_text": f"{REFERENCE_TEXT} {s['oaireftext']}"},
+                   files={"audio_sample": (f"{s['oaifile']}.wav", reference)})
+    assert created.status_code == 200, created.text
+    voice = created.json()["id"]
+    long_job = send("POST", "/synthesize_long/submit", data={"text": f"Olá {s['longtext']}.", "voice": voice,
+                                                             "nfe_step": "1"})
+    assert long_job.status_code == 200, long_job.text
+    srt = f"1\n00:00:00,500 --> 00:00:02,000\nBom dia {s['cue']}.\n".encode()
+    dub_job = send("POST", "/dub_subtitles/submit", data={"voice": voice, "nfe_step": "1"},
+                   files={"subtitles": (f"{s['subfile']}.srt", srt)})
+    assert dub_job.status_code == 200, dub_job.text
+    outcomes = [
+        send("POST", "/v1/audio/speech", json={"model": "tts-1", "input": f"Olá {s['input']}.", "voice": voice,
+                                                "instructions": s["instructions"], "response_format": "wav",
+                                                "nfe_step": 1}),
+        send("POST", "/v1/audio/speech", json={"model": "tts-1", "input": f"Oi {s['input']}", "voice": s["oaivoice"]}),
+        send("POST", "/v1/audio/speech", json={"model": s["oaimodel"], "input": s["input"], "voice": voice}),
+        send("POST", "/v1/audio/speech", json={"model": "tts-1", "input": s["input"], "voice": voice, "speed": s["format"]}),
+        send("GET", f"/v1/models/{s['oaimodel']}"),
+        send("DELETE", f"/v1/audio/voices/{s['deleteid']}"),
+        send("POST", "/synthesize_long/submit", data={"text": s["longtext"], "voice": s["longvoice"]}),
+        send("POST", "/dub_subtitles/submit", data={"voice": voice},
+             files={"subtitles": (f"{s['subfile']}.srt", f"1\n00:00:01,000 -> x\n{s['badcue']}\n".encode())}),
+        send("GET", "/synthesize_long/status", params={"task_id": s["taskid"]}),
+        send("GET", "/synthesize_long/get", params={"task_id": long_job.json()["task_id"],
+                                                    "response_format": s["format"]}),
+        send("GET", "/dub_subtitles/list", params={"limit": s["format"]}),
+        send("PUT", "/dub_subtitles/cancel", params={"task_id": s["taskid"]}),
+        send("DELETE", "/synthesize_long/delete", params={"task_id": s["taskid"]}),
+    ]
+    statuses = [response.status_code for response in outcomes]
+    assert statuses[0] == 200 and all(status < 500 for status in statuses), statuses
+    assert {400, 404} <= set(statuses), statuses
+    for kind, task in (("synthesize_long", long_job), ("dub_subtitles", dub_job)):
+        deadline = time.monotonic() + 120
+        while send("GET", f"/{kind}/status", params={"task_id": task.json()["task_id"]}).json()["status"] == "in_progress":
+            assert time.monotonic() < deadline, kind
+            time.sleep(0.1)
+        assert send("GET", f"/{kind}/get", params={"task_id": task.json()["task_id"]}).status_code == 200
+        send("DELETE", f"/{kind}/delete", params={"task_id": task.json()["task_id"]})
+    assert send("DELETE", f"/v1/audio/voices/{voice}").status_code == 200
+    time.sleep(0.5)
+    log = service.log_path.read_text(errors="replace")
+    leaked = [line[:300] for line in log.splitlines() if any(secret in line for secret in MORE_SECRETS.values())]
+    assert leaked == [], "request data in the server log:\n" + "\n".join(leaked)
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"event"' in line]
+    assert any(event.get("event") == "job" and event.get("outcome") == "completed" for event in events)
+    assert long_job.json()["task_id"] in log  # what happened is still there, by id
