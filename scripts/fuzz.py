@@ -5,8 +5,10 @@
     .venv/bin/python scripts/fuzz.py --url http://127.0.0.1:3000 --api-key KEY --max-examples 50
 
 Two parts:
-- **schema**: schemathesis against the served OpenAPI document (``/docs.json``), every operation, positive and
-  negative data, check ``not_a_server_error`` (and the schema must be valid OpenAPI: a schema error fails too);
+- **schema**: schemathesis against the served OpenAPI document (``/docs.json``: BentoML's APIs, and the mounted
+  FastAPI apps BentoML merges into it, ``/v1`` and the job routes), every operation, positive and negative data,
+  check ``not_a_server_error`` (and the schema must be valid OpenAPI: a schema error fails too); the operations run
+  are read back from schemathesis's JUnit report;
 - **reference audio**: random bytes, and truncated and corrupted files of every container the service accepts (wav,
   flac, ogg/vorbis, ogg/opus, mp3, and webm/opus and m4a/aac where FFmpeg here encodes them) sent as
   ``reference_audio`` to ``/synthesize``.

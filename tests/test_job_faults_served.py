@@ -1,7 +1,8 @@
 """Faults inside jobs, against the real service (the shared hardened server of tests/hardened.py: a real 4 MiB
 tmpfs as the data directory, the out-of-memory test hooks, keys on, job retries within a second).
 
-- a full data directory at submit time → 507 naming it, nothing half-written, other jobs and voices intact;
+- a full data directory at submit time → 507 naming it, nothing half-written, other jobs and voices intact (and a
+  finished job's result asked in a new format → 507, no partial file);
 - a full data directory while a job writes its chunks, then while it assembles its result → the job waits
   (``in_progress`` with ``retry.code`` ``insufficient_storage``), keeps every finished chunk, shows no result, and
   completes once space is freed without making any chunk twice; the service serves meanwhile;
@@ -162,10 +163,19 @@ def test_a_full_disk_at_submit_is_a_507_and_leaves_nothing(service, voice, finis
                 error = response.json()["error"]
                 assert error.startswith("storage: the data directory is full") and "PTBR_DATA_DIR" in error
             assert entries(jobs_folder(service)) == before, "a half-written job was left on disk"
+            if leave == 16 * 1024:  # a finished job's result in a format not made yet: 507 too, nothing partial
+                transcoded = call(service, "GET", "/synthesize_long/get", params={
+                    "task_id": finished_job["task_id"], "response_format": "flac", "sample_rate": "16000"})
+                assert transcoded.status_code == 507 and "PTBR_DATA_DIR" in transcoded.text, transcoded.text
+                assert not [name for name in entries(jobs_folder(service) / finished_job["task_id"])
+                            if name.startswith((".tmp", "result-16000"))]
             still_serving(service, voice)
             assert_intact(service, finished_job, voice)
         finally:
             filler.unlink()
+    flac = call(service, "GET", "/synthesize_long/get",
+                params={"task_id": finished_job["task_id"], "response_format": "flac", "sample_rate": "16000"})
+    assert flac.status_code == 200 and flac.content.startswith(b"fLaC")
     accepted = submit(service, paragraphs(2), voice)  # with room again, the same request is taken
     assert accepted.status_code == 200, accepted.text
     assert wait_until(service, accepted.json()["task_id"], finished)["status"] == "completed"
