@@ -276,7 +276,7 @@ class Claim:
         self.run_started = time.time()
         self.run_done = 0  # units made by this run
         self.run_work = 0
-        self.stage = "starting"  # what the run is doing, for an error message: "part 3 of 10", "assembling …"
+        self.stage = "starting"  # what the run is doing, for an error message: "part 3 of 10", "the result"
 
     def release(self) -> None:
         if self._fd is not None:
@@ -446,7 +446,8 @@ class JobStore:
             "task_id": state["id"], "kind": state["kind"], "status": state["status"],
             "progress": {"done": state["done"], "total": state["total"]},
             "audio_seconds": round(state["audio_seconds"], 3), "eta_s": eta, "error": state["error"],
-            "error_code": state.get("error_code"), "retry": state.get("retry"), "running": running, "created_at": state["created_at"], "updated_at": state["updated_at"],
+            "error_code": state.get("error_code"), "retry": state.get("retry"), "running": running,
+            "created_at": state["created_at"], "updated_at": state["updated_at"],
             "finished_at": state["finished_at"], "attempts": state["attempts"], "runs": state["runs"],
         }
 
