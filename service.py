@@ -107,10 +107,11 @@ class PtBrTTS:
             logging.getLogger("ptbr.engine").exception("model failed to load")
             self.status.fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
             return
-        if self.settings.test_oom_trigger:  # test hook only (PTBR_TEST_OOM_TRIGGER): never set in production
+        if self.settings.test_oom_trigger or self.settings.test_oom_once_trigger:  # test hooks only: never in production
             from ptbr_model.engine import out_of_memory_on
 
-            self.core.engine.fault_hook = out_of_memory_on(self.settings.test_oom_trigger)
+            self.core.engine.fault_hook = out_of_memory_on(self.settings.test_oom_trigger,
+                                                           self.settings.test_oom_once_trigger)
         self.metrics.model_load_seconds.set(time.perf_counter() - started)
         self.metrics.observe_memory(self.core.engine.memory_stats())
         self.metrics.model_ready.set(1)

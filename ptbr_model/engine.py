@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import sysconfig
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -781,15 +782,26 @@ def use_compile_cache(directory: Path) -> None:
     os.environ.setdefault("TRITON_CACHE_DIR", str(directory / "triton"))
 
 
-def out_of_memory_on(marker: str) -> Callable[[str], None]:
+def out_of_memory_on(marker: str | None, once: str | None = None) -> Callable[[str], None]:
     """A ``Synthesizer.fault_hook`` raising torch's CUDA out-of-memory error for every chunk that contains
-    ``marker`` (case-insensitive): the engine's own handling (cache emptied, ``DeviceOutOfMemory``) then runs exactly
-    as for a real one. For fault tests on machines without a GPU."""
-    needle = marker.lower()
+    ``marker`` (case-insensitive), and for a chunk containing ``once`` only the first time its exact text comes (a
+    retry of it succeeds): the engine's own handling (cache emptied, ``DeviceOutOfMemory``) then runs exactly as for
+    a real one. For fault tests on machines without a GPU."""
+    needles = [(word, word.lower(), only_once) for word, only_once in ((marker, False), (once, True)) if word]
+    seen: set[str] = set()
+    lock = threading.Lock()
 
     def hook(chunk: str) -> None:
-        if needle in chunk.lower():
-            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: the chunk contains {marker!r})")
+        lowered = chunk.lower()
+        for word, needle, only_once in needles:
+            if needle not in lowered:
+                continue
+            if only_once:
+                with lock:
+                    if chunk in seen:
+                        continue
+                    seen.add(chunk)
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: the chunk contains {word!r})")
 
     return hook
 

@@ -27,6 +27,23 @@ units already on disk and carries on from there: finished units are never made a
 after ``max_attempts`` claims a job is failed with the reason instead of being retried forever (a job that kills
 its process would otherwise do so again at every start). A job whose model or reference is gone is failed too.
 
+Faults inside a run that pass (``retry_later``): the job stays ``in_progress`` with ``retry`` = {code, message, at,
+since, count} in its status, its finished units stay on disk, and it is claimed again at ``retry.at`` (the backoff
+doubles from ``retry_backoff_s`` up to ``retry_backoff_max_s``; a unit made ends the streak):
+
+- out of device memory (``out_of_memory``): the engine has emptied the CUDA cache and the device ticket is given
+  back, so interactive requests go first; the claim counts as an attempt, and the one that runs out at
+  ``max_attempts`` fails the job with ``error_code`` ``out_of_memory`` instead of waiting for one more claim;
+- a full data directory, ENOSPC or EDQUOT (``insufficient_storage``): the temporary file of the unit or of the
+  result is removed (no partial file is ever under a real name, and nothing is served before ``completed``), the
+  claim uses no attempt (the disk is not the job's fault, and failing a job that is 90 % done because the disk
+  filled for a minute loses hours of device time: a user expects it to carry on once space is freed), and the job
+  waits, retried with backoff, up to ``max_wait_s``, then fails with ``error_code`` ``insufficient_storage``. If
+  even the state cannot be written, the job stays as it was and is claimed again at the next scan.
+
+Every failed job has an ``error_code`` (``out_of_memory``, ``insufficient_storage``, ``interrupted``,
+``model_changed``, ``unreadable``, ``internal_error``) beside its ``error`` message.
+
 Nothing a client sends becomes a path: ids are server-made and matched against ``JOB_ID_PATTERN`` first.
 Needs flock(2) between the processes sharing the folder (local filesystems; NFSv4 from Linux), as voices do.
 """
@@ -55,6 +72,7 @@ import numpy as np
 import soundfile as sf
 
 from ptbr_model.durable import fsync_dir as _fsync_dir
+from ptbr_model.durable import storage_full
 
 __all__ = [
     "CANCELED",
@@ -77,6 +95,9 @@ __all__ = [
 log = logging.getLogger("ptbr.jobs")
 
 IN_PROGRESS, COMPLETED, FAILED, CANCELED = "in_progress", "completed", "failed", "canceled"
+# ``error_code`` of a failed job, and ``retry.code`` of one waiting to be claimed again.
+OUT_OF_MEMORY, INSUFFICIENT_STORAGE, INTERRUPTED = "out_of_memory", "insufficient_storage", "interrupted"
+MODEL_CHANGED, UNREADABLE, INTERNAL_ERROR = "model_changed", "unreadable", "internal_error"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELED})
 KINDS = ("long", "dub")
 JOB_ID_PATTERN = re.compile(r"j_[a-z0-9]{16}")
@@ -179,6 +200,15 @@ def _parse_time(text: str | None) -> float | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _retry_at(state: dict[str, Any]) -> float | None:
+    retry = state.get("retry")
+    return _parse_time(retry.get("at")) if isinstance(retry, dict) else None
+
+
 def _new_id() -> str:
     alphabet = string.ascii_lowercase + string.digits
     return "j_" + "".join(secrets.choice(alphabet) for _ in range(16))
@@ -246,6 +276,7 @@ class Claim:
         self.run_started = time.time()
         self.run_done = 0  # units made by this run
         self.run_work = 0
+        self.stage = "starting"  # what the run is doing, for an error message: "part 3 of 10", "the result"
 
     def release(self) -> None:
         if self._fd is not None:
@@ -267,12 +298,16 @@ class JobStore:
     """Jobs in ``root``; safe from several threads and several processes sharing the folder."""
 
     def __init__(self, root: Path, *, max_jobs: int = 1000, max_active: int = 100, max_attempts: int = 3,
-                 retention_s: float = 72 * 3600.0) -> None:
+                 retention_s: float = 72 * 3600.0, retry_backoff_s: float = 5.0, retry_backoff_max_s: float = 300.0,
+                 max_wait_s: float = 24 * 3600.0) -> None:
         self.root = Path(root)
         self.max_jobs = max_jobs
         self.max_active = max_active
         self.max_attempts = max_attempts
         self.retention_s = retention_s
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
+        self.max_wait_s = max_wait_s
         existed = self.root.is_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         if not existed:
@@ -308,7 +343,8 @@ class JobStore:
             now = _utc_now()
             state = {
                 "schema": SCHEMA_VERSION, "id": job_id, "kind": spec.kind, "status": IN_PROGRESS,
-                "created_at": now, "updated_at": now, "finished_at": None, "error": None,
+                "created_at": now, "updated_at": now, "finished_at": None, "error": None, "error_code": None,
+                "retry": None,
                 "done": 0, "total": len(spec.units), "work_done": 0, "work_total": sum(u.work for u in spec.units),
                 "audio_seconds": 0.0, "seconds_per_work": None, "attempts": 0, "runs": [],
             }
@@ -362,6 +398,8 @@ class JobStore:
     def status(self, job_id: str, kind: str | None = None) -> dict[str, Any]:
         try:
             state = self._read_state(job_id)
+        except JobNotFound:  # (a JobError is a ValueError too): unknown or malformed, never echoed to the log
+            raise
         except ValueError as exc:  # corrupt on disk: skipped with a warning, never served
             log.warning("job %s: %s", job_id, exc)
             raise JobNotFound("task_id", f"job {_shown(job_id)} is unreadable (corrupt state) and is skipped") from None
@@ -408,7 +446,8 @@ class JobStore:
             "task_id": state["id"], "kind": state["kind"], "status": state["status"],
             "progress": {"done": state["done"], "total": state["total"]},
             "audio_seconds": round(state["audio_seconds"], 3), "eta_s": eta, "error": state["error"],
-            "running": running, "created_at": state["created_at"], "updated_at": state["updated_at"],
+            "error_code": state.get("error_code"), "retry": state.get("retry"), "running": running,
+            "created_at": state["created_at"], "updated_at": state["updated_at"],
             "finished_at": state["finished_at"], "attempts": state["attempts"], "runs": state["runs"],
         }
 
@@ -432,7 +471,7 @@ class JobStore:
         def change(state: dict[str, Any]) -> None:
             if state["status"] != IN_PROGRESS:
                 raise JobConflict("task_id", f"job {job_id} is already {state['status']}")
-            state.update(status=CANCELED, finished_at=_utc_now(), seconds_per_work=None)
+            state.update(status=CANCELED, finished_at=_utc_now(), seconds_per_work=None, retry=None)
 
         return self._status(self._update(job_id, change), running=self.is_running(job_id))
 
@@ -462,21 +501,69 @@ class JobStore:
         with contextlib.suppress(JobNotFound, ValueError):
             self._update(claim.job_id, change)
 
-    def fail(self, job_id: str, reason: str) -> None:
+    def fail(self, job_id: str, reason: str, code: str = INTERNAL_ERROR) -> None:
         def change(state: dict[str, Any]) -> None:
             if state["status"] == IN_PROGRESS:
-                state.update(status=FAILED, error=reason, finished_at=_utc_now(), seconds_per_work=None)
+                _failed(state, reason, code)
 
         with contextlib.suppress(JobNotFound):
             self._update(job_id, change)
 
     # ------------------------------------------------------------------------------------------ running
 
-    def claimable(self) -> list[str]:
-        """Unfinished jobs, oldest first (whether their run lock is free is found out by ``claim``)."""
-        states = [state for state in self._states() if state["status"] == IN_PROGRESS]
+    def retry_later(self, claim: Claim, code: str, message: str, *, counts_attempt: bool) -> dict[str, Any]:
+        """A fault that may pass stopped this run (module docstring): the job waits for its next try, or fails
+        with ``code`` once its attempts (``counts_attempt``) or its waiting time (otherwise) are used up. Answers
+        the job's status; raises _Stop when it was canceled or deleted meanwhile."""
+        now = time.time()
+
+        def change(state: dict[str, Any]) -> None:
+            if state["status"] != IN_PROGRESS:
+                raise _Stop
+            previous = state.get("retry") or {}
+            same = previous.get("code") == code
+            since = previous.get("since") if same else _iso(now)
+            count = previous.get("count", 0) + 1 if same else 1
+            if state["runs"]:
+                state["runs"][-1]["ended"] = code
+            kept = f"{state['done']} of {state['total']} parts were done"
+            if counts_attempt:
+                if state["attempts"] >= self.max_attempts:
+                    _failed(state, f"{message}; tried {state['attempts']} times (PTBR_JOB_MAX_ATTEMPTS="
+                                   f"{self.max_attempts}), not retried again; {kept}", code)
+                    return
+            else:
+                state["attempts"] = max(0, state["attempts"] - 1)  # the disk, not the job: no attempt used
+                waited = now - (_parse_time(since) or now)
+                if waited >= self.max_wait_s:
+                    _failed(state, f"{message}; waited {waited / 3600:.2f} h for it to pass "
+                                   f"(PTBR_JOB_STORAGE_WAIT_HOURS={self.max_wait_s / 3600:g}), not retried again; "
+                                   f"{kept}", code)
+                    return
+            delay = min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** (count - 1))
+            state["seconds_per_work"] = None
+            state["retry"] = {"code": code, "message": f"{message}; {kept} and are kept, the job carries on by itself",
+                              "at": _iso(now + delay), "since": since, "count": count}
+
+        try:
+            return self._status(self._update(claim.job_id, change), running=True)
+        except JobNotFound:
+            raise _Stop from None
+
+    def claimable(self, now: float | None = None) -> list[str]:
+        """Unfinished jobs not waiting for a retry, oldest first (whether their run lock is free is found out by
+        ``claim``)."""
+        now = time.time() if now is None else now
+        states = [state for state in self._states()
+                  if state["status"] == IN_PROGRESS and (_retry_at(state) or 0.0) <= now]
         states.sort(key=lambda state: (state["created_at"], state["id"]))
         return [state["id"] for state in states]
+
+    def next_retry_in(self, now: float | None = None) -> float | None:
+        """Seconds until the earliest waiting job may be claimed again; None when none waits."""
+        now = time.time() if now is None else now
+        times = [at for state in self._states() if state["status"] == IN_PROGRESS and (at := _retry_at(state))]
+        return max(0.0, min(times) - now) if times else None
 
     def claim(self, job_id: str, worker: str | None = None) -> Claim | None:
         """Take the job's run lock without waiting; None when another process runs it or it is finished.
@@ -496,7 +583,8 @@ class JobStore:
             try:
                 spec = self.spec(job_id)
             except (ValueError, KeyError, TypeError) as exc:
-                self.fail(job_id, f"the job's description is unreadable ({type(exc).__name__}); it cannot be resumed")
+                self.fail(job_id, f"the job's description is unreadable ({type(exc).__name__}); it cannot be resumed",
+                          UNREADABLE)
                 raise _Stop from None
             done = self.done_units(job_id, len(spec.units))
             claimed: dict[str, Any] = {}
@@ -505,10 +593,9 @@ class JobStore:
                 if state["status"] != IN_PROGRESS:
                     raise _Stop
                 if state["attempts"] >= self.max_attempts:
-                    state.update(status=FAILED, finished_at=_utc_now(), seconds_per_work=None,
-                                 error=f"interrupted {state['attempts']} times (PTBR_JOB_MAX_ATTEMPTS="
-                                       f"{self.max_attempts}): not retried again; {done} of {len(spec.units)} "
-                                       "parts were done")
+                    _failed(state, f"interrupted {state['attempts']} times (PTBR_JOB_MAX_ATTEMPTS="
+                                   f"{self.max_attempts}): not retried again; {done} of {len(spec.units)} "
+                                   "parts were done", INTERRUPTED)
                     claimed["failed"] = True
                     return
                 state["attempts"] += 1
@@ -521,6 +608,13 @@ class JobStore:
                 raise _Stop
         except (_Stop, JobNotFound):
             os.close(fd)
+            return None
+        except OSError as exc:
+            os.close(fd)
+            if not storage_full(exc):
+                raise
+            log.warning("job %s not claimed: the data directory is full (%s); tried again at the next scan",
+                        job_id, exc.strerror)
             return None
         except BaseException:
             os.close(fd)
@@ -568,6 +662,7 @@ class JobStore:
             if state["status"] != IN_PROGRESS:
                 raise _Stop
             state["done"] = claim.done
+            state["retry"] = None  # a unit made: whatever stopped the last run has passed
             state["work_done"] += unit.work
             state["audio_seconds"] += audio_seconds
             state["seconds_per_work"] = (time.time() - claim.run_started) / claim.run_work
@@ -579,7 +674,12 @@ class JobStore:
             raise _Stop from None
 
     def result_writer_path(self, claim: Claim) -> Path:
-        return self._folder(claim.job_id) / _RESULT_FILE
+        """Where the result goes; what an earlier try of the assembly left there (never served: the job is not
+        completed) is removed first, so a retry after a full disk does not need room for two copies."""
+        folder = self._folder(claim.job_id)
+        for leftover in (_REPORT_FILE, _RESULT_FILE):
+            (folder / leftover).unlink(missing_ok=True)
+        return folder / _RESULT_FILE
 
     def complete(self, claim: Claim, report: dict[str, Any], audio_seconds: float) -> None:
         """Publish the report, mark the job completed and drop the per-unit audio (the result holds it all)."""
@@ -591,7 +691,7 @@ class JobStore:
             if state["status"] != IN_PROGRESS:
                 raise _Stop
             state.update(status=COMPLETED, finished_at=_utc_now(), audio_seconds=audio_seconds,
-                         seconds_per_work=None, done=state["total"], work_done=state["work_total"])
+                         seconds_per_work=None, done=state["total"], work_done=state["work_total"], retry=None)
 
         self._update(claim.job_id, change)
         shutil.rmtree(folder / _CHUNKS, ignore_errors=True)
@@ -645,6 +745,11 @@ class JobStore:
         return removed
 
 
+def _failed(state: dict[str, Any], reason: str, code: str) -> None:
+    state.update(status=FAILED, error=reason, error_code=code, finished_at=_utc_now(), seconds_per_work=None,
+                 retry=None)
+
+
 def _shown(text: object, limit: int = 40) -> str:
     text = str(text)
     return repr(text if len(text) <= limit else text[:limit] + "…")
@@ -689,10 +794,31 @@ class JobExecutor:
         except Exception as exc:  # noqa: BLE001 - a job must end failed with its reason, never stay in progress
             if claim.stopped():
                 return
+            fault = _passing_fault(exc, claim.stage)
+            if fault is not None:
+                self._retry_later(claim, *fault)
+                return
             log.error("job %s failed", job_id, exc_info=exc)
             self.store.fail(job_id, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip())
         finally:
             claim.release()
+
+    def _retry_later(self, claim: Claim, code: str, message: str, counts_attempt: bool) -> None:
+        try:
+            status = self.store.retry_later(claim, code, message, counts_attempt=counts_attempt)
+        except _Stop:
+            return
+        except OSError as exc:
+            if not storage_full(exc):
+                raise
+            log.warning(json.dumps({"event": "job", "outcome": "retry", "task_id": claim.job_id, "code": code,
+                                    "note": "the state could not be written either; claimed again at the next scan"}))
+            return
+        outcome = "retry" if status["status"] == IN_PROGRESS else status["status"]
+        log.warning(json.dumps({"event": "job", "outcome": outcome, "task_id": claim.job_id, "code": code,
+                                "done": status["progress"]["done"], "total": status["progress"]["total"],
+                                "attempts": status["attempts"],
+                                "retry_at": (status["retry"] or {}).get("at")}))
 
     def _run(self, claim: Claim) -> None:
         import torch
@@ -703,7 +829,7 @@ class JobExecutor:
         engine = self.engine()
         if spec.model_tag != engine.stored.tag:
             self.store.fail(claim.job_id, f"made with model {spec.model_tag}; this service runs {engine.stored.tag}, "
-                            "and one track is never made with two models: submit the job again")
+                            "and one track is never made with two models: submit the job again", MODEL_CHANGED)
             return
         wave = torch.from_numpy(self.store.reference_wave(claim.job_id)).unsqueeze(0)
         reference = Reference(wave=wave, text=spec.reference_text, rms=spec.reference_rms,
@@ -712,6 +838,7 @@ class JobExecutor:
         for unit in spec.units[claim.done:]:
             if self._stopped(claim):
                 raise _Stop
+            claim.stage = f"part {unit.index + 1} of {len(spec.units)}"
             device_seconds = 0.0
             if unit.text:
                 unit_options = replace(options, seed=unit.seed, duration=unit.duration)
@@ -735,10 +862,23 @@ class JobExecutor:
                 time.sleep(self.pause_after_unit_s)
         if self._stopped(claim):
             raise _Stop
+        claim.stage = "the result"
         report, seconds = assemble(self.store, claim)
         self.store.complete(claim, report, seconds)
         log.info(json.dumps({"event": "job", "outcome": "completed", "task_id": claim.job_id, "kind": spec.kind,
                              "units": len(spec.units), "audio_s": round(seconds, 3)}))
+
+
+def _passing_fault(exc: BaseException, stage: str) -> tuple[str, str, bool] | None:
+    """(code, message, counts as an attempt) for a fault the job waits out (module docstring); None otherwise."""
+    from ptbr_model.engine import DeviceOutOfMemory
+
+    if isinstance(exc, DeviceOutOfMemory):
+        return OUT_OF_MEMORY, f"out of device memory while making {stage}", True
+    if storage_full(exc):
+        return (INSUFFICIENT_STORAGE, f"the data directory is full (PTBR_DATA_DIR): {stage} could not be stored; "
+                "free space there", False)
+    return None
 
 
 def assemble(store: JobStore, claim: Claim) -> tuple[dict[str, Any], float]:
@@ -885,5 +1025,13 @@ class JobRunner:
                 except Exception:  # noqa: BLE001 - the loop must survive a bad folder or a full disk
                     log.exception("job scan failed")
             if not ran:
-                self._wake.wait(self.scan_interval_s)
+                self._wake.wait(self._idle_wait())
                 self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        """Until the next scan, or sooner when a job waiting out a fault may be tried again before that."""
+        try:
+            retry_in = self.store.next_retry_in()
+        except OSError:
+            retry_in = None
+        return self.scan_interval_s if retry_in is None else min(self.scan_interval_s, retry_in + 0.01)

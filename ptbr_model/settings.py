@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         3, ge=1, description="claims of one job before it is failed (a job that kills its service is not retried forever)"
     )
+    job_retry_backoff_s: float = Field(
+        5.0, gt=0.0, description="a job stopped by a fault that may pass (out of device memory, a full data directory) "
+        "is tried again after this long, doubled at each repeat of the fault"
+    )
+    job_retry_backoff_max_s: float = Field(300.0, gt=0.0, description="the longest of those waits")
+    job_storage_wait_hours: float = Field(
+        24.0, gt=0.0, description="how long a job waits for space on a full data directory before it is failed "
+        "(insufficient_storage); its finished chunks are kept meanwhile"
+    )
     max_jobs: int = Field(1000, ge=1, description="jobs kept at most (finished ones count until deleted or expired)")
     max_active_jobs: int = Field(100, ge=1, description="unfinished jobs at most; more submissions get 429")
     # Test hook only: sleep this long after each finished job chunk (the device is free then), so a test can act in
@@ -169,6 +178,10 @@ class Settings(BaseSettings):
         "stay readable without it (Open WebUI lists voices and models with no Authorization header)"
     )
     ui_enabled: bool = Field(True, description="serve the web page at /ui (false: /ui answers 404)")
+    ui_require_key: bool = Field(
+        False, description="with keys set, the web page's own files (GET /ui…) need a key too (a browser sends none: "
+        "only behind a proxy that adds it); the routes the page calls always need one"
+    )
 
     max_json_bytes: int = Field(
         1024 * 1024, ge=1024, description="largest request body that is not a multipart upload (JSON, url-encoded "
@@ -191,6 +204,9 @@ class Settings(BaseSettings):
     # Test hook only: a text chunk containing this word raises a (CUDA) out-of-memory error inside the engine, at the
     # point a real one would come from, so the 503 path can be exercised on a CPU. Never set it in production.
     test_oom_trigger: str | None = Field(None, min_length=4)
+    # Test hook only: like test_oom_trigger, but a chunk raises only the first time its exact text is seen (per
+    # process), so a retry of the same chunk succeeds. Never set it in production.
+    test_oom_once_trigger: str | None = Field(None, min_length=4)
 
     @field_validator("voice_aliases", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 and transcoded block by block into any output format.
 
 A track is a mono 16-bit WAV (what ``encode_audio(..., "wav")`` answers too). ``TrackWriter`` writes it under a
-temporary name and publishes it with fsync + rename, so a crash never leaves half a track under the real name.
+temporary name and publishes it with fsync + rename, so a crash never leaves half a track under the real name. A
+full disk comes out as the OSError (ENOSPC/EDQUOT) it is, not as libsndfile's "System error." (durable.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ptbr_model.durable import ErrnoKeepingFile
 from ptbr_model.durable import fsync_dir as _fsync_dir
 
 __all__ = ["EDGE_FADE_S", "TrackWriter", "edge_faded", "transcode_track"]
@@ -41,9 +43,20 @@ class TrackWriter:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self._temporary = self.path.with_name(f".tmp-{secrets.token_hex(4)}-{self.path.name}")
-        self._file = sf.SoundFile(self._temporary, "w", samplerate=sample_rate, channels=1, format="WAV",
-                                  subtype=subtype)
+        self._raw = ErrnoKeepingFile(open(self._temporary, "xb", buffering=0))
+        try:
+            self._file = sf.SoundFile(self._raw, "w", samplerate=sample_rate, channels=1, format="WAV",
+                                      subtype=subtype)
+        except BaseException as exc:
+            self._raw.close()
+            self._temporary.unlink(missing_ok=True)
+            self._raw.raise_kept(exc)
+            raise
         self.samples = 0
+        if self._raw.error is not None:  # libsndfile does not check the header's first write
+            error = self._raw.error
+            self.abort()
+            raise error
 
     @property
     def seconds(self) -> float:
@@ -52,7 +65,11 @@ class TrackWriter:
     def write(self, wave: np.ndarray) -> None:
         wave = np.clip(np.nan_to_num(np.asarray(wave, dtype=np.float32)), -1.0, 1.0)
         if wave.size:
-            self._file.write(wave)
+            try:
+                self._file.write(wave)
+            except (sf.LibsndfileError, AssertionError) as exc:  # AssertionError: soundfile's short-write check
+                self._raw.raise_kept(exc)
+                raise
             self.samples += wave.size
 
     def silence(self, samples: int) -> None:
@@ -67,16 +84,26 @@ class TrackWriter:
         self.silence(sample - self.samples)
 
     def commit(self) -> None:
-        self._file.close()
-        with open(self._temporary, "rb+") as f:
-            os.fsync(f.fileno())
+        try:
+            self._file.close()  # writes the WAV header's sizes
+        except (sf.LibsndfileError, AssertionError) as exc:  # AssertionError: soundfile's short-write check
+            self._raw.raise_kept(exc)
+            raise
+        self._raw.raise_kept(RuntimeError("the WAV header could not be written"))
+        os.fsync(self._raw.fileno())
+        self._raw.close()
         os.replace(self._temporary, self.path)
         _fsync_dir(self.path.parent)
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        self._temporary.unlink(missing_ok=True)
+        try:
+            if not self._file.closed:
+                self._file.close()
+        except (sf.LibsndfileError, AssertionError, OSError):
+            pass  # the file is dropped anyway
+        finally:
+            self._raw.close()  # unbuffered: nothing left to write
+            self._temporary.unlink(missing_ok=True)
 
 
 def transcode_track(source: Path, target: Path, fmt: str, out_rate: int | None = None) -> None:
@@ -92,10 +119,18 @@ def transcode_track(source: Path, target: Path, fmt: str, out_rate: int | None =
     try:
         if fmt in ("wav", "flac"):
             resampler = StreamResampler(info.samplerate, rate)
-            with sf.SoundFile(temporary, "w", samplerate=rate, channels=1, format=fmt.upper(), subtype="PCM_16") as out:
-                for piece in sf.blocks(str(source), blocksize=block, dtype="float32"):
-                    out.write(np.clip(resampler.push(piece), -1.0, 1.0))
-                out.write(np.clip(resampler.flush(), -1.0, 1.0))
+            with open(temporary, "xb", buffering=0) as raw_file:
+                raw = ErrnoKeepingFile(raw_file)
+                try:
+                    with sf.SoundFile(raw, "w", samplerate=rate, channels=1, format=fmt.upper(),
+                                      subtype="PCM_16") as out:
+                        for piece in sf.blocks(str(source), blocksize=block, dtype="float32"):
+                            out.write(np.clip(resampler.push(piece), -1.0, 1.0))
+                        out.write(np.clip(resampler.flush(), -1.0, 1.0))
+                except (sf.LibsndfileError, AssertionError) as exc:  # AssertionError: soundfile's short-write check
+                    raw.raise_kept(exc)
+                    raise
+                raw.raise_kept(RuntimeError(f"the {fmt} file could not be finished"))
         else:
             encoder = StreamEncoder(fmt, info.samplerate, out_rate=out_rate)
             with open(temporary, "wb") as out:

@@ -5,8 +5,10 @@
     .venv/bin/python scripts/fuzz.py --url http://127.0.0.1:3000 --api-key KEY --max-examples 50
 
 Two parts:
-- **schema**: schemathesis against the served OpenAPI document (``/docs.json``), every operation, positive and
-  negative data, check ``not_a_server_error`` (and the schema must be valid OpenAPI: a schema error fails too);
+- **schema**: schemathesis against the served OpenAPI document (``/docs.json``: BentoML's APIs, and the mounted
+  FastAPI apps BentoML merges into it, ``/v1`` and the job routes), every operation, positive and negative data,
+  check ``not_a_server_error`` (and the schema must be valid OpenAPI: a schema error fails too); the operations run
+  are read back from schemathesis's JUnit report;
 - **reference audio**: random bytes, and truncated and corrupted files of every container the service accepts (wav,
   flac, ogg/vorbis, ogg/opus, mp3, and webm/opus and m4a/aac where FFmpeg here encodes them) sent as
   ``reference_audio`` to ``/synthesize``.
@@ -122,14 +124,26 @@ def fuzz_schema(url: str, headers: dict[str, str], *, max_examples: int = 200, s
         command += ["--max-time", str(int(max_time))]
     # Headers (the API key) go on the command line of a local child only; schemathesis masks Authorization itself.
     with tempfile.TemporaryDirectory(prefix="ptbr-schemathesis-") as folder:  # it writes a cache where it runs
+        junit = Path(folder) / "junit.xml"
+        command += ["--report", "junit", "--report-junit-path", str(junit)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=(max_time or 600) + 300,
                                 env={**os.environ, "NO_COLOR": "1"}, cwd=folder)
+        tested = tested_operations(junit)
     output = result.stdout + result.stderr
     cases = re.search(r"(\d+) generated, (\d+) passed", output)
     failing = re.findall(r"^_+ (\w+ \S+) _+$", output, flags=re.MULTILINE)
     return {"returncode": result.returncode, "generated": int(cases.group(1)) if cases else None,
             "passed": int(cases.group(2)) if cases else None, "failing_operations": failing,
-            "output_tail": output[-3000:] if result.returncode else ""}
+            "operations": tested, "output_tail": output[-3000:] if result.returncode else ""}
+
+
+def tested_operations(junit: Path) -> list[str]:
+    """The operations schemathesis ran ("GET /synthesize_long/status", …), from its JUnit report."""
+    import xml.etree.ElementTree as ElementTree
+
+    if not junit.is_file():
+        return []
+    return sorted({case.get("name", "") for case in ElementTree.parse(junit).iter("testcase")})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Optional API keys: ``PTBR_API_KEYS`` (comma-separated) and/or ``PTBR_API_KEYS_FILE`` (one key per line).
 
-With no key configured every route is open, as before. With keys, every route but the probes needs
+With no key configured every route is open, as before. With keys, every route but the probes (and, by their
+settings, ``/metrics``, the OpenAI listings and the web page's own files under ``/ui``) needs
 ``Authorization: Bearer <key>`` (README, Operations). The check is constant-time: the presented key's SHA-256 is
 compared with every configured key's SHA-256 by ``hmac.compare_digest``, all of them every time, so neither the
 position of a match nor a common prefix shows in the timing. Keys are never logged or echoed.
@@ -21,6 +22,9 @@ PROBE_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
 # OpenAI listing routes Open WebUI calls without an Authorization header (open while PTBR_OPEN_LISTING is true).
 LISTING_PATHS = frozenset({"/v1/models", "/v1/audio/models", "/v1/audio/voices"})
 METRICS_PATH = "/metrics"
+# The web page's static files (serving/ui_app.py): open with keys on unless PTBR_UI_REQUIRE_KEY, so a browser can
+# load the page and the user type the key that its API calls then send.
+UI_PREFIX = "/ui"
 
 
 def parse_keys(text: str, *, separator: str | None = None) -> list[str]:
@@ -109,7 +113,8 @@ def bearer_token(authorization: bytes | None) -> str | None:
     return token
 
 
-def needs_key(method: str, path: str, *, open_listing: bool, metrics_require_key: bool) -> bool:
+def needs_key(method: str, path: str, *, open_listing: bool, metrics_require_key: bool,
+              ui_require_key: bool = False) -> bool:
     """Whether a request must carry a key once keys are configured."""
     if path in PROBE_PATHS:
         return False
@@ -119,4 +124,14 @@ def needs_key(method: str, path: str, *, open_listing: bool, metrics_require_key
         return metrics_require_key
     if open_listing and method in ("GET", "HEAD") and path.rstrip("/") in LISTING_PATHS:
         return False
+    if not ui_require_key and method in ("GET", "HEAD") and is_ui_path(path):
+        return False
     return True
+
+
+def is_ui_path(path: str) -> bool:
+    """``/ui`` or a path inside it, with no ``.``/``..`` segment or empty segment that could lead a router out of it."""
+    if path != UI_PREFIX and not path.startswith(UI_PREFIX + "/"):
+        return False
+    inner = path[len(UI_PREFIX) + 1:].split("/")
+    return all(segment not in (".", "..") for segment in inner) and "//" not in path and "\\" not in path

@@ -3,7 +3,6 @@ exceptions of ptbr_model (audio, text, voices, device) and the device queue to H
 
 from __future__ import annotations
 
-import errno
 import logging
 from typing import Any
 
@@ -36,6 +35,7 @@ def error_response(status: int, field: str, message: str, retry_after: int | Non
 def as_api_error(exc: BaseException, *, oom_retry_after: int = 5, queue_retry_after: int = 2) -> ApiError:
     """The ApiError a request gets for ``exc``; unexpected exceptions are logged and become a 500."""
     from ptbr_model.audio import AudioError
+    from ptbr_model.durable import storage_full
     from ptbr_model.engine import DeviceOutOfMemory, NothingToSay, TooLongForModel
     from ptbr_model.voices import VoiceError
 
@@ -56,7 +56,7 @@ def as_api_error(exc: BaseException, *, oom_retry_after: int = 5, queue_retry_af
     if isinstance(exc, DeviceOutOfMemory):
         return ApiError(503, "device", f"out of device memory, try again shortly or send shorter text ({exc})",
                         retry_after=oom_retry_after)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if storage_full(exc):  # ENOSPC or EDQUOT, also when wrapped (raise … from): the stores remove what they began
         return ApiError(507, "storage", "the data directory is full; nothing was stored (free space on PTBR_DATA_DIR)")
     log.error("request failed", exc_info=exc)
     return ApiError(500, "server", f"request failed: {type(exc).__name__}")

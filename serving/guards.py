@@ -5,7 +5,7 @@ ASGI apps (``/v1``, jobs, ``/ui``) included. In order, it answers:
 
 1. ``/readyz`` with the reason the model is not ready (503);
 2. 401 without ``Authorization: Bearer <key>`` when API keys are set (serving/auth.py: probes, and optionally
-   ``/metrics`` and the OpenAI listing routes, stay open);
+   ``/metrics``, the OpenAI listing routes and the web page's static files under ``/ui``, stay open);
 3. 400 for a multipart request whose Content-Type has no boundary (Starlette would raise, BentoML answer 500);
 4. 413 for a body over its limit: multipart uploads ``PTBR_MAX_UPLOAD_BYTES`` (plus the form's framing), anything
    else ``PTBR_MAX_JSON_BYTES``. From Content-Length before the body is read; without one (chunked uploads) the
@@ -33,8 +33,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Multipart framing around the file: boundaries, part headers and the other form fields.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
 OPENAI_PREFIX = "/v1"
-# The file field of each multipart route, to name it in a 413 (jobs: add "/dub_subtitles/submit": "subtitles").
-UPLOAD_FIELDS: dict[str, str] = {}
+# The file field each multipart route is about, named in its 413 (the guard sees the body's size, not its parts):
+# the dubbing route's subtitle file, the OpenAI voice upload's audio_sample; elsewhere the reference audio.
+UPLOAD_FIELDS: dict[str, str] = {"/dub_subtitles/submit": "subtitles", "/v1/audio/voices": "audio_sample"}
 DEFAULT_UPLOAD_FIELD = "reference_audio"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -89,6 +90,7 @@ class RequestGuards:
         self.keys = keys if keys is not None else ApiKeys.from_settings(settings)
         self.open_listing = settings.open_listing
         self.metrics_require_key = settings.metrics_require_key
+        self.ui_require_key = settings.ui_require_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.keys.enabled and not self.keys.accepts(header(scope, b"authorization")):
@@ -104,7 +106,8 @@ class RequestGuards:
                             [(b"retry-after", b"5")])
             return
         if self.keys.enabled and needs_key(method, path, open_listing=self.open_listing,
-                                           metrics_require_key=self.metrics_require_key):
+                                           metrics_require_key=self.metrics_require_key,
+                                           ui_require_key=self.ui_require_key):
             if not self.keys.accepts(header(scope, b"authorization")):
                 await refuse(send, path, 401, "authorization", "missing or invalid API key: send the header "
                              "`Authorization: Bearer <key>`", code="invalid_api_key",

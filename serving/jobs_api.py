@@ -8,8 +8,8 @@ shape of a BentoML task::
     DELETE …/delete?task_id=        → the status it had; the job and its files are gone
     GET    …/list[?offset=&limit=]  → {"tasks": [...], "total"}
 
-Submit goes through BentoML (typed input, uploads, the Python client); the others live in a small Starlette app
-per kind, mounted with ``bentoml.asgi_app`` (BentoML's own APIs are POST only). The app reaches the service
+Submit goes through BentoML (typed input, uploads, the Python client); the others live in a small FastAPI app
+per kind (described in the service's ``/docs.json``), mounted with ``bentoml.asgi_app`` (BentoML's own APIs are POST only). The app reaches the service
 instance's ``JobsService`` through a resolver given by service.py (``bentoml.get_current_service().jobs``).
 
 ``JobsService`` ties the framework-free job store (ptbr_model/jobs.py) to this process: its runner threads, the
@@ -22,16 +22,17 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Optional
 
 import anyio
-from starlette.applications import Starlette
+from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from serving.device_queue import BACKGROUND, QueueTimeout
 from serving.errors import ApiError
+from serving.schemas import ResponseFormat
 
 if TYPE_CHECKING:
     from serving.schemas import DubInput, LongInput
@@ -53,6 +54,8 @@ class JobsService:
         self.store = JobStore(
             Path(settings.data_dir) / "jobs", max_jobs=settings.max_jobs, max_active=settings.max_active_jobs,
             max_attempts=settings.job_max_attempts, retention_s=settings.job_retention_hours * 3600.0,
+            retry_backoff_s=settings.job_retry_backoff_s, retry_backoff_max_s=settings.job_retry_backoff_max_s,
+            max_wait_s=settings.job_storage_wait_hours * 3600.0,
         )
         self.executor = JobExecutor(self.store, core.require_ready, self.device_turn,
                                     pause_after_unit_s=settings.test_job_chunk_pause_s, on_unit=self._observe_unit)
@@ -209,93 +212,89 @@ def as_job_api_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def create_jobs_app(kind: str, resolve: Callable[[], JobsService]) -> Starlette:
-    """The status/get/cancel/delete/list routes of one job kind ("long" or "dub"), for mounting at its path."""
+# Query parameters of the job routes, described once for the OpenAPI document.
+TASK_ID_DOC = "the task_id that …/submit answered"
+
+
+def create_jobs_app(kind: str, resolve: Callable[[], JobsService]) -> FastAPI:
+    """The status/get/cancel/delete/list routes of one job kind ("long" or "dub"), for mounting at its path.
+
+    FastAPI rather than bare Starlette for its OpenAPI description alone: BentoML merges a mounted FastAPI app's
+    routes into ``/docs.json`` (a Starlette app's stay invisible), so the docs list these routes and the fuzzing run
+    (scripts/fuzz.py) reaches them. Its own ``/openapi.json`` and docs pages are off (the service's ``/docs.json`` has
+    it all), and a request FastAPI refuses (an integer that is not one) gets the service's 400 naming the field."""
     from ptbr_model.audio_codec import MEDIA_TYPES
 
     endpoint = ROUTES[kind]
+    app = FastAPI(title=f"f5tts-ptbr {endpoint} jobs", version="1", openapi_url=None, docs_url=None, redoc_url=None)
 
-    async def answer(request: Request, name: str, body: Callable[[JobsService], Any]) -> Response:
+    async def answer(name: str, body: Callable[[JobsService], Any]) -> Response:
         jobs = resolve()
         try:
             return await body(jobs)
         except Exception as exc:  # noqa: BLE001 - one JSON error shape for everything
             return jobs.core.reject(f"{endpoint}_{name}", as_job_api_error(exc))
 
-    def task_id(request: Request) -> str:
-        value = request.query_params.get("task_id")
-        if not value:
-            raise ApiError(400, "task_id", "is required (?task_id=…)")
-        return value
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
+        problem = str(first.get("msg", "invalid value")) if first.get("type") != "missing" else "is required"
+        name = request.url.path.rstrip("/").rsplit("/", 1)[-1] or "route"
+        return resolve().core.reject(f"{endpoint}_{name}", ApiError(400, where[0] if where else "query", problem))
 
-    def integer(request: Request, name: str, default: int, low: int, high: int) -> int:
-        raw = request.query_params.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ApiError(400, name, f"{raw!r} is not an integer") from None
-        if not low <= value <= high:
-            raise ApiError(400, name, f"must be between {low} and {high}")
-        return value
-
-    async def status(request: Request) -> Response:
+    @app.get("/status", summary=f"Progress of a {endpoint} job")
+    async def status(task_id: str = Query(..., description=TASK_ID_DOC)) -> Response:
         async def body(jobs: JobsService) -> Response:
-            return JSONResponse(await anyio.to_thread.run_sync(jobs.store.status, task_id(request), kind))
-        return await answer(request, "status", body)
+            return JSONResponse(await anyio.to_thread.run_sync(jobs.store.status, task_id, kind))
+        return await answer("status", body)
 
-    async def get(request: Request) -> Response:
+    @app.get("/get", summary=f"The audio of a completed {endpoint} job, or its JSON report")
+    async def get(
+        task_id: str = Query(..., description=TASK_ID_DOC),
+        part: Literal["audio", "report"] = Query("audio", description="the audio, or the JSON report"),
+        response_format: Optional[ResponseFormat] = Query(None, description="default: the job's own"),
+        sample_rate: Optional[int] = Query(None, ge=8000, le=48000, description="resample (Hz); default: the job's own"),
+    ) -> Response:
         async def body(jobs: JobsService) -> Response:
-            job_id = task_id(request)
-            part = request.query_params.get("part", "audio")
             if part == "report":
-                return JSONResponse(await anyio.to_thread.run_sync(jobs.store.report, job_id, kind))
-            if part != "audio":
-                raise ApiError(400, "part", f"{part!r} is not 'audio' or 'report'")
-            spec_output = (await anyio.to_thread.run_sync(jobs.store.spec, job_id)).output
-            fmt = request.query_params.get("response_format") or spec_output["response_format"]
-            if fmt not in MEDIA_TYPES:
-                raise ApiError(400, "response_format", f"{fmt!r} is not one of {', '.join(MEDIA_TYPES)}")
-            rate = request.query_params.get("sample_rate")
-            out_rate = integer(request, "sample_rate", 0, 8000, 48000) if rate else spec_output["sample_rate"]
+                return JSONResponse(await anyio.to_thread.run_sync(jobs.store.report, task_id, kind))
+            spec_output = (await anyio.to_thread.run_sync(jobs.store.spec, task_id)).output
+            fmt = response_format or spec_output["response_format"]
+            out_rate = sample_rate if sample_rate is not None else spec_output["sample_rate"]
             if out_rate:
                 from ptbr_model.audio_codec import check_output_rate
 
                 check_output_rate(out_rate)
-            path = await anyio.to_thread.run_sync(lambda: jobs.store.result(job_id, fmt, out_rate or None, kind))
-            current = await anyio.to_thread.run_sync(jobs.store.status, job_id, kind)
+            path = await anyio.to_thread.run_sync(lambda: jobs.store.result(task_id, fmt, out_rate or None, kind))
+            current = await anyio.to_thread.run_sync(jobs.store.status, task_id, kind)
             extension = "pcm" if fmt == "pcm" else fmt
-            return FileResponse(path, media_type=MEDIA_TYPES[fmt], filename=f"{job_id}.{extension}",
+            return FileResponse(path, media_type=MEDIA_TYPES[fmt], filename=f"{task_id}.{extension}",
                                 headers={"X-Audio-Duration": f"{current['audio_seconds']:.3f}"})
-        return await answer(request, "get", body)
+        return await answer("get", body)
 
-    async def cancel(request: Request) -> Response:
+    @app.put("/cancel", summary=f"Cancel a {endpoint} job (it stops before its next chunk)")
+    async def cancel(task_id: str = Query(..., description=TASK_ID_DOC)) -> Response:
         async def body(jobs: JobsService) -> Response:
-            result = await anyio.to_thread.run_sync(jobs.store.cancel, task_id(request), kind)
+            result = await anyio.to_thread.run_sync(jobs.store.cancel, task_id, kind)
             jobs.core.log_ok(f"{endpoint}_cancel", time.perf_counter(), task_id=result["task_id"])
             return JSONResponse(result)
-        return await answer(request, "cancel", body)
+        return await answer("cancel", body)
 
-    async def delete(request: Request) -> Response:
+    @app.delete("/delete", summary=f"Delete a {endpoint} job and its files (canceled first if unfinished)")
+    async def delete(task_id: str = Query(..., description=TASK_ID_DOC)) -> Response:
         async def body(jobs: JobsService) -> Response:
-            result = await anyio.to_thread.run_sync(jobs.store.delete, task_id(request), kind)
+            result = await anyio.to_thread.run_sync(jobs.store.delete, task_id, kind)
             return JSONResponse({"deleted": True, "task": result})
-        return await answer(request, "delete", body)
+        return await answer("delete", body)
 
-    async def listing(request: Request) -> Response:
+    @app.get("/list", summary=f"{endpoint} jobs, newest first")
+    async def listing(offset: int = Query(0, ge=0, le=10**9), limit: int = Query(100, ge=1, le=1000)) -> Response:
         async def body(jobs: JobsService) -> Response:
-            offset = integer(request, "offset", 0, 0, 10**9)
-            limit = integer(request, "limit", 100, 1, 1000)
             tasks, total = await anyio.to_thread.run_sync(
                 lambda: jobs.store.list(kind=kind, offset=offset, limit=limit))
             return JSONResponse({"tasks": tasks, "total": total, "offset": offset, "limit": limit})
-        return await answer(request, "list", body)
+        return await answer("list", body)
 
-    return Starlette(routes=[
-        Route("/status", status, methods=["GET"]),
-        Route("/get", get, methods=["GET"]),
-        Route("/cancel", cancel, methods=["PUT"]),
-        Route("/delete", delete, methods=["DELETE"]),
-        Route("/list", listing, methods=["GET"]),
-    ])
+    return app

@@ -62,6 +62,36 @@ class RedactExceptionDetails(logging.Filter):
         return True
 
 
+# Routes whose last path segment is a client's value: a saved voice is addressed by id *or name* there, and names
+# never reach the log. BentoML's access log writes the path as it came (decoded: spaces, commas and all).
+PARAMETER_PREFIXES = ("/v1/models/", "/v1/audio/voices/")
+
+
+def redact_path(text: str) -> str:
+    """``text`` with everything after a parameter prefix replaced by ``{id}``: a bare path, or BentoML's access-log
+    request field ``scheme=…,method=…,path=<path>[,type=…][,length=…]`` (whose content type and length go too: a
+    decoded path can hold ``,type=`` itself, so nothing after the prefix can be told apart from the path)."""
+    for prefix in PARAMETER_PREFIXES:
+        if text.startswith(prefix):
+            return prefix + "{id}"
+        at = text.find("path=" + prefix)
+        if at >= 0:
+            return text[:at + len("path=" + prefix)] + "{id}"
+    return text
+
+
+class RedactPathParameters(logging.Filter):
+    """Rewrites ``/v1/audio/voices/Ana Maria`` as ``/v1/audio/voices/{id}`` (and ``/v1/models/…``) in the arguments of
+    any record, BentoML's access log (``bentoml.access``) included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) for arg in record.args):
+            record.args = tuple(redact_path(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact_path(record.msg)
+        return True
+
+
 def describe_exception(exc: BaseException) -> str:
     """An exception chain as types and frames, never messages (they can quote request values)."""
     parts = []
@@ -90,13 +120,15 @@ def _validation_summary(exc: BaseException) -> str:
 
 
 def redact_exception_logs() -> None:
-    """Install ``RedactExceptionDetails`` on every handler that request-time records can reach (idempotent)."""
+    """Install ``RedactExceptionDetails`` and ``RedactPathParameters`` on every handler that request-time records can
+    reach (idempotent)."""
     handlers = set()
     for name in (None, "bentoml", "uvicorn.error", "uvicorn", "circus"):  # "ptbr" redacts in its formatter
         handlers.update(logging.getLogger(name).handlers)
     for handler in handlers:
-        if not any(isinstance(existing, RedactExceptionDetails) for existing in handler.filters):
-            handler.addFilter(RedactExceptionDetails())
+        for kind in (RedactExceptionDetails, RedactPathParameters):
+            if not any(isinstance(existing, kind) for existing in handler.filters):
+                handler.addFilter(kind())
 
 
 def configure_request_log(log_format: str) -> None:

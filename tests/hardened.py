@@ -1,6 +1,6 @@
 """One hardened `bentoml serve` of the demo model, shared by the security, reliability and fuzz tests (a served
 start costs 10-30 s on a busy 2-core machine): API keys on (two in PTBR_API_KEYS, one in a keys file), small body
-limits, the out-of-memory test hook, and a private TMPDIR (temp files countable).
+limits, the out-of-memory test hooks, quick job retries, and a private TMPDIR (temp files countable).
 
 When the tests run as root, the data directory is a real 4 MiB tmpfs (so a full disk is real), and when uid 1034
 can also run this interpreter, the server runs as the image's user, uid/gid 1034, the way the container runs it,
@@ -31,6 +31,7 @@ FILE_KEY = "file-key-three-9e8d7c"
 MAX_UPLOAD = 300_000
 MAX_JSON = 16_384
 OOM_TRIGGER = "estourodememoria"
+OOM_ONCE_TRIGGER = "estouroumavez"  # out of memory only the first time a chunk's text comes
 TMPFS_BYTES = 4 * 1024 * 1024
 
 
@@ -97,7 +98,9 @@ def hardened_service():
            "MPLCONFIGDIR": str(tmpdir / "matplotlib"), "PTBR_API_KEYS": ",".join(KEYS),
            "PTBR_API_KEYS_FILE": str(keys_file), "PTBR_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
            "PTBR_MAX_JSON_BYTES": str(MAX_JSON), "PTBR_TEST_OOM_TRIGGER": OOM_TRIGGER,
-           "PTBR_OOM_RETRY_AFTER_SECONDS": "3"}
+           "PTBR_TEST_OOM_ONCE_TRIGGER": OOM_ONCE_TRIGGER, "PTBR_OOM_RETRY_AFTER_SECONDS": "3",
+           # jobs stopped by a fault (test_job_faults_served.py) are tried again within a second, not 5 s doubling
+           "PTBR_JOB_RETRY_BACKOFF_S": "0.3", "PTBR_JOB_RETRY_BACKOFF_MAX_S": "1"}
     tag = import_demo()
     command = None
     if as_service_user:

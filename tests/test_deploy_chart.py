@@ -206,7 +206,7 @@ def test_chart_env_lists_the_settings_with_the_services_defaults():
 NOT_LISTED = {"PTBR_TARGET_RMS", "PTBR_COMPILE", "PTBR_NFE_STEP", "PTBR_LOUDNESS", "PTBR_TEST_VOICE_COMMIT_PAUSE_S",
               "PTBR_LEXICON_FILE", "PTBR_DEFAULT_VOICE", "PTBR_LATENCY_BUDGET_S", "PTBR_COMPILE_CACHE_DIR",
               "PTBR_TEST_JOB_CHUNK_PAUSE_S", "PTBR_API_KEYS", "PTBR_API_KEYS_FILE", "PTBR_TEST_OOM_TRIGGER",
-              "PTBR_CUDA_MEMORY_FRACTION"}
+              "PTBR_CUDA_MEMORY_FRACTION", "PTBR_TEST_OOM_ONCE_TRIGGER"}
 
 
 def assert_settings_listed(env: dict, exempt: set[str] = frozenset()) -> None:

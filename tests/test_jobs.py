@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -329,3 +330,214 @@ def test_a_clean_shutdown_hands_the_job_back_without_using_an_attempt(tmp_path, 
     assert status["attempts"] == 0 and status["runs"][0]["ended"] == "shutdown" and status["runs"][0]["made"] == 1
     executor_for(jobs, engine).run(jobs.claim(job_id, "next"))  # max_attempts=1 still allows this claim
     assert jobs.status(job_id)["status"] == COMPLETED
+
+
+# ------------------------------------------------------------------------------------------------ faults that pass
+
+
+def marked_job(jobs: JobStore, engine, reference, texts: list[str]) -> str:
+    units = [Unit(index=i, text=text, seed=i, place={"paragraph": i, "pause_after": 0.2}) for i, text in enumerate(texts)]
+    spec = spec_of(units, model_tag=engine.stored.tag)
+    spec = JobSpec(**{**spec.__dict__, "reference_text": reference.text, "reference_rms": reference.rms})
+    return jobs.create(spec, reference.wave.squeeze(0).numpy())["task_id"]
+
+
+@pytest.fixture
+def oom_hook(engine):
+    from ptbr_model.engine import out_of_memory_on
+
+    engine.fault_hook = out_of_memory_on("sempreestoura", once="estouraumavez")
+    yield
+    engine.fault_hook = None
+
+
+def test_out_of_memory_in_a_unit_waits_then_resumes_from_that_unit(tmp_path, engine, reference, oom_hook):
+    jobs = new_store(tmp_path, max_attempts=2, retry_backoff_s=30.0)
+    job_id = marked_job(jobs, engine, reference, ["Primeira frase.", "Segunda estouraumavez.", "Terceira frase."])
+    first = executor_for(jobs, engine)
+    first.run(jobs.claim(job_id, "first"))
+    status = jobs.status(job_id)
+    assert status["status"] == IN_PROGRESS and not status["running"] and status["error"] is None
+    retry = status["retry"]
+    assert retry["code"] == "out_of_memory" and retry["count"] == 1
+    assert retry["message"].startswith("out of device memory while making part 2 of 3; 1 of 3 parts were done")
+    assert status["attempts"] == 1 and status["runs"][0]["ended"] == "out_of_memory"
+    wait = datetime.fromisoformat(retry["at"].replace("Z", "+00:00")).timestamp() - time.time()
+    assert 25 < wait <= 30.5  # the first backoff
+    assert jobs.claimable() == [] and 25 < jobs.next_retry_in() <= 30
+    assert jobs.claimable(now=time.time() + 31) == [job_id]
+
+    second = executor_for(jobs, engine)
+    second.run(jobs.claim(job_id, "second"))
+    status = jobs.status(job_id)
+    assert status["status"] == COMPLETED and status["retry"] is None and status["error_code"] is None
+    assert second.made["units"] == 2  # the unit that ran out, then the last one: the first was kept
+    assert [(run["from"], run["made"]) for run in status["runs"]] == [(0, 1), (1, 2)]
+
+
+def test_out_of_memory_at_every_try_fails_with_its_code_after_max_attempts(tmp_path, engine, reference, oom_hook):
+    jobs = new_store(tmp_path, max_attempts=2, retry_backoff_s=0.01)
+    job_id = marked_job(jobs, engine, reference, ["Uma frase.", "Outra sempreestoura."])
+    executor_for(jobs, engine).run(jobs.claim(job_id))
+    assert jobs.status(job_id)["retry"]["code"] == "out_of_memory"
+    time.sleep(0.02)
+    assert jobs.claimable() == [job_id]
+    executor_for(jobs, engine).run(jobs.claim(job_id))
+    status = jobs.status(job_id)
+    assert status["status"] == FAILED and status["error_code"] == "out_of_memory" and status["retry"] is None
+    assert status["error"].startswith("out of device memory while making part 2 of 2; tried 2 times "
+                                      "(PTBR_JOB_MAX_ATTEMPTS=2)")
+    assert "1 of 2 parts were done" in status["error"]
+    assert jobs.claimable() == []
+
+
+def full_disk_on(monkeypatch, jobs: JobStore, index: int, times: int) -> dict:
+    """write_unit of unit ``index`` fails ``times`` times with ENOSPC (after its temporary file was made, as a
+    real full disk would), then works."""
+    import errno
+
+    real = jobs.write_unit
+    failures = {"left": times}
+
+    def write_unit(claim, unit_index, wave, facts):
+        if unit_index == index and failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(claim, unit_index, wave, facts)
+
+    monkeypatch.setattr(jobs, "write_unit", write_unit)
+    return failures
+
+
+def test_a_full_disk_keeps_the_finished_units_uses_no_attempt_and_resumes(tmp_path, engine, reference, monkeypatch):
+    jobs = new_store(tmp_path, max_attempts=1, retry_backoff_s=0.01)
+    job_id = long_job(jobs, engine, reference, 3)
+    full_disk_on(monkeypatch, jobs, index=1, times=2)
+    for attempt in (1, 2):
+        executor_for(jobs, engine).run(jobs.claim(job_id))
+        status = jobs.status(job_id)
+        assert status["status"] == IN_PROGRESS and status["attempts"] == 0  # max_attempts=1 is never used up
+        assert status["retry"]["code"] == "insufficient_storage" and status["retry"]["count"] == attempt
+        assert "the data directory is full (PTBR_DATA_DIR): part 2 of 3 could not be stored" in status["retry"]["message"]
+        assert len(list((jobs.root / job_id / "chunks").glob("*.wav"))) == 1
+        assert not list((jobs.root / job_id).glob(".tmp-*")) and not (jobs.root / job_id / "result.wav").exists()
+        time.sleep(0.03)
+    resumed = executor_for(jobs, engine)
+    resumed.run(jobs.claim(job_id))
+    status = jobs.status(job_id)
+    assert status["status"] == COMPLETED and resumed.made["units"] == 2
+    assert [run.get("ended") for run in status["runs"]] == ["insufficient_storage", "insufficient_storage", None]
+
+
+def test_a_full_disk_that_stays_full_fails_the_job_after_the_wait(tmp_path, engine, reference, monkeypatch):
+    jobs = new_store(tmp_path, retry_backoff_s=0.01, max_wait_s=0.05)
+    job_id = long_job(jobs, engine, reference, 2)
+    full_disk_on(monkeypatch, jobs, index=0, times=100)
+    executor_for(jobs, engine).run(jobs.claim(job_id))
+    assert jobs.status(job_id)["status"] == IN_PROGRESS
+    time.sleep(0.1)
+    executor_for(jobs, engine).run(jobs.claim(job_id))
+    status = jobs.status(job_id)
+    assert status["status"] == FAILED and status["error_code"] == "insufficient_storage"
+    assert "PTBR_JOB_STORAGE_WAIT_HOURS" in status["error"] and "0 of 2 parts were done" in status["error"]
+
+
+def test_a_full_disk_while_assembling_leaves_no_result_and_retries(tmp_path, engine, reference, monkeypatch):
+    import errno
+
+    from ptbr_model import tracks
+
+    jobs = new_store(tmp_path, retry_backoff_s=0.01)
+    job_id = long_job(jobs, engine, reference, 2)
+    real_write = tracks.TrackWriter.write
+    calls = {"n": 0}
+
+    def write(self, wave):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second piece of the track: half a result is on disk, under its temporary name
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, wave)
+
+    monkeypatch.setattr(tracks.TrackWriter, "write", write)
+    executor_for(jobs, engine).run(jobs.claim(job_id))
+    status = jobs.status(job_id)
+    assert status["status"] == IN_PROGRESS and status["retry"]["code"] == "insufficient_storage"
+    assert "the result could not be stored" in status["retry"]["message"]
+    folder = jobs.root / job_id
+    assert sorted(p.name for p in folder.iterdir() if p.name != "run.lock" and p.name != "state.lock") == \
+        ["chunks", "job.json", "reference.wav", "state.json"]  # no result, no report, no temporary file
+    with pytest.raises(JobConflict):
+        jobs.result(job_id)
+    time.sleep(0.02)
+    again = executor_for(jobs, engine)
+    again.run(jobs.claim(job_id))
+    assert jobs.status(job_id)["status"] == COMPLETED and again.made["units"] == 0  # only the assembly again
+    assert sf.info(str(jobs.result(job_id))).frames > 0
+
+
+def test_a_write_error_under_libsndfile_comes_out_as_its_oserror():
+    """libsndfile turns a failed write(2) into "System error."; through ErrnoKeepingFile the ENOSPC survives
+    (/dev/full fails every write with ENOSPC, for any user)."""
+    import errno
+
+    from ptbr_model.durable import ErrnoKeepingFile, storage_full
+
+    with open("/dev/full", "wb", buffering=0) as device:
+        raw = ErrnoKeepingFile(device)
+        with pytest.raises(OSError) as caught:
+            try:
+                with sf.SoundFile(raw, "w", samplerate=24000, channels=1, format="WAV", subtype="PCM_16") as out:
+                    out.write(np.zeros(24000, dtype=np.float32))
+            except (sf.LibsndfileError, AssertionError) as exc:
+                raw.raise_kept(exc)
+                raise
+    assert caught.value.errno == errno.ENOSPC and storage_full(caught.value)
+    assert not storage_full(RuntimeError("x")) and not storage_full(OSError(errno.EACCES, "denied"))
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as inner:
+            raise RuntimeError("while writing") from inner
+    except RuntimeError as outer:
+        assert storage_full(outer)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB tmpfs (needs root, as CI has; the served full-disk tests need it too)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_track_on_a_full_disk_raises_enospc_and_leaves_nothing(small_disk):
+    import errno
+
+    from ptbr_model.tracks import TrackWriter, transcode_track
+
+    fitting = TrackWriter(small_disk / "fits.wav", 24000)
+    fitting.write(np.full(24000, 0.1, dtype=np.float32))
+    fitting.commit()
+    assert sf.info(str(small_disk / "fits.wav")).frames == 24000
+    writer = TrackWriter(small_disk / "result.wav", 24000)
+    with pytest.raises(OSError) as caught:
+        for _ in range(20):  # 20 s of 16-bit audio: 960 kB, on 256 kB
+            writer.write(np.full(24000, 0.1, dtype=np.float32))
+    writer.abort()
+    assert caught.value.errno == errno.ENOSPC
+    with (small_disk / "filler").open("wb") as filler:
+        with pytest.raises(OSError):
+            filler.write(b"\0" * 512 * 1024)
+    for fmt, rate in (("wav", 48000), ("flac", None), ("mp3", None)):
+        with pytest.raises(OSError) as caught:
+            transcode_track(small_disk / "fits.wav", small_disk / f"out.{fmt}", fmt, rate)
+        assert caught.value.errno == errno.ENOSPC, fmt
+    with pytest.raises(OSError):
+        TrackWriter(small_disk / "another.wav", 24000)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "fits.wav"]  # no temporary file left

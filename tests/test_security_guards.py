@@ -181,10 +181,23 @@ def test_a_websocket_without_a_key_is_closed_before_any_route():
     ("GET", "/metrics", False), ("OPTIONS", "/synthesize", False), ("GET", "/v1/models", False),
     ("GET", "/v1/models/", False), ("HEAD", "/v1/audio/voices", False), ("POST", "/v1/audio/voices", True),
     ("GET", "/livez/x", True), ("GET", "/", True), ("GET", "/docs.json", True), ("POST", "/synthesize", True),
-    ("GET", "/ui", True), ("GET", "/synthesize_long/status", True),
+    ("GET", "/synthesize_long/status", True),
+    # the web page's files: open to GET/HEAD (PTBR_UI_REQUIRE_KEY off), never a way out of /ui
+    ("GET", "/ui", False), ("GET", "/ui/", False), ("GET", "/ui/app.js", False), ("HEAD", "/ui/style.css", False),
+    ("POST", "/ui", True), ("PUT", "/ui/x", True), ("GET", "/uix", True), ("GET", "/ui/../list_voices", True),
+    ("GET", "/ui/./app.js", True), ("GET", "/ui//etc", True), ("GET", "/ui/..", True), ("GET", "/ui\\..", True),
 ])
 def test_which_routes_need_a_key(method, path, expected):
     assert needs_key(method, path, open_listing=True, metrics_require_key=False) is expected
+
+
+def test_the_web_page_can_be_locked_too():
+    assert needs_key("GET", "/ui/app.js", open_listing=True, metrics_require_key=False, ui_require_key=True)
+    app, inner = guarded(api_keys=KEYS[0], ui_require_key=True)
+    assert call(app, "GET", "/ui/").status_code == 401
+    app, inner = guarded(api_keys=KEYS[0])
+    assert call(app, "GET", "/ui/").status_code == 200 and call(app, "POST", "/ui/").status_code == 401
+    assert [path for path, _ in inner.calls] == ["/ui/"]
 
 
 # --- body limits and framing --------------------------------------------------------------------------------------------
@@ -200,6 +213,17 @@ def test_content_length_over_the_limit_is_a_413_before_the_body_is_read():
     assert response.json()["error"].startswith("reference_audio: ") and "PTBR_MAX_UPLOAD_BYTES" in response.text
     assert inner.calls == []
     assert call(app, "POST", "/synthesize", files={"reference_audio": ("r.wav", b"x" * 4096)}).status_code == 200
+
+
+@pytest.mark.parametrize("path,field", [("/dub_subtitles/submit", "subtitles"), ("/synthesize_long/submit",
+                                                                              "reference_audio")])
+def test_a_413_names_the_file_field_of_its_route(path, field):
+    app, inner = guarded()
+    response = call(app, "POST", path, files={field: ("f.bin", b"x" * (4096 + 64 * 1024 + 1))})
+    assert response.status_code == 413 and response.json()["error"].startswith(f"{field}: ")
+    assert response.json()["detail"][0]["loc"] == [field] and inner.calls == []
+    response = call(app, "POST", "/v1/audio/voices", files={"audio_sample": ("a.wav", b"x" * (4096 + 64 * 1024 + 1))})
+    assert response.status_code == 413 and response.json()["error"]["param"] == "audio_sample"
 
 
 def test_413_under_v1_is_openai_shaped():
@@ -316,3 +340,25 @@ def test_guards_share_no_state():
     second, _ = guarded()
     assert call(first, "POST", "/synthesize").status_code == 401
     assert call(second, "POST", "/synthesize").status_code == 200
+
+
+def test_path_parameters_never_reach_the_log():
+    from serving.request_log import RedactPathParameters
+
+    record = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "%s (%s) (%s) %.3fms",
+                               ("127.0.0.1:1", "scheme=http,method=DELETE,path=/v1/audio/voices/Ana Maria,type=",
+                                "status=200", 1.0), None)
+    assert RedactPathParameters().filter(record)
+    assert record.getMessage() == "127.0.0.1:1 (scheme=http,method=DELETE,path=/v1/audio/voices/{id}) " \
+        "(status=200) 1.000ms"
+    odd = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "%s (%s)",
+                            ("a", "scheme=http,method=GET,path=/v1/models/x,type=y (z),length=1"), None)
+    RedactPathParameters().filter(odd)
+    assert odd.getMessage() == "a (scheme=http,method=GET,path=/v1/models/{id})"  # nothing of the value is left
+    record = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "%s (scheme=%s,path=%s) - Client connected",
+                               ("127.0.0.1:1", "http", "/v1/models/segredo"), None)
+    RedactPathParameters().filter(record)
+    assert record.getMessage() == "127.0.0.1:1 (scheme=http,path=/v1/models/{id}) - Client connected"
+    untouched = logging.LogRecord("bentoml.access", logging.INFO, __file__, 1, "path=%s", ("/v1/audio/voices",), None)
+    RedactPathParameters().filter(untouched)
+    assert untouched.getMessage() == "path=/v1/audio/voices" and untouched.args == ("/v1/audio/voices",)

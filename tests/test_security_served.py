@@ -141,6 +141,15 @@ def test_content_length_over_the_limit_is_refused_up_front(service, reference):
     assert response.status_code == 413 and "PTBR_MAX_JSON_BYTES" in response.text
 
 
+def test_a_too_large_dub_upload_is_a_413_naming_subtitles(service):
+    cues = b"".join(b"%d\n00:00:%02d,000 --> 00:00:%02d,500\nFala numero %d.\n\n" % (n, n % 60, n % 60, n)
+                    for n in range(1, 12000))  # ~500 kB of cues > 300 kB
+    response = httpx.post(f"{service.url}/dub_subtitles/submit", headers=auth(), timeout=30, data={"voice": "x"},
+                          files={"subtitles": ("legendas.srt", cues)})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"].startswith("subtitles: ") and "PTBR_MAX_UPLOAD_BYTES" in response.text
+
+
 def test_multipart_without_a_boundary_is_a_400(service):
     response = httpx.post(f"{service.url}/synthesize", content=b"text=ola", timeout=10,
                           headers={**auth(), "Content-Type": "multipart/form-data"})
@@ -327,3 +336,110 @@ def test_an_imported_model_is_readable_by_other_users(service):  # service: the 
 def test_the_data_directory_holds_no_client_names(service):
     names = [path.name for path in service.data_dir.rglob("*")]
     assert not any(secret in name for name in names for secret in SECRETS.values())
+
+
+PAGE_CALLS = [("POST", "/model_info"), ("POST", "/list_voices"), ("POST", "/normalize"), ("POST", "/synthesize_stream"),
+              ("POST", "/create_voice"), ("POST", "/synthesize_long/submit"), ("GET", "/synthesize_long/status"),
+              ("GET", "/synthesize_long/get"), ("PUT", "/synthesize_long/cancel"), ("POST", "/dub_subtitles/submit"),
+              ("GET", "/dub_subtitles/status")]
+
+
+def test_the_web_page_loads_without_a_key_and_its_api_calls_need_one(service):
+    for path in ("/ui", "/ui/", "/ui/index.html", "/ui/app.js", "/ui/style.css"):
+        response = httpx.get(service.url + path, timeout=10, follow_redirects=True)
+        assert response.status_code == 200, (path, response.status_code)
+    assert 'id="api-key"' in httpx.get(f"{service.url}/ui/", timeout=10).text
+    assert httpx.head(f"{service.url}/ui/app.js", timeout=10).status_code == 200
+    assert httpx.get(f"{service.url}/ui/missing.js", timeout=10).status_code == 404  # open, but only the page's files
+    assert httpx.post(f"{service.url}/ui/", timeout=10).status_code == 401  # only reading is open
+    for method, path in PAGE_CALLS:
+        refused = httpx.request(method, service.url + path, timeout=10)
+        assert refused.status_code == 401, (method, path, refused.status_code)
+
+
+def test_the_page_asks_for_the_key_and_sends_it(service):
+    from browser import chromium, missing
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    reason = missing()
+    assert reason is None, reason
+
+    def shown(driver, element_id: str) -> str:
+        return driver.find_element(By.ID, element_id).text
+
+    with chromium("pt-BR") as driver:
+        wait = WebDriverWait(driver, 30, poll_frequency=0.05)
+        driver.get(f"{service.url}/ui/")
+        wait.until(lambda d: "chave de API" in shown(d, "model-status"), "the page did not say it needs a key")
+        form = driver.find_element(By.ID, "key-form")
+        assert form.is_displayed()
+        driver.find_element(By.ID, "api-key").send_keys(FILE_KEY)
+        driver.find_element(By.ID, "api-key-use").click()
+        wait.until(lambda d: "pronto" in shown(d, "model-status"), "the key typed in did not open the API")
+        assert driver.find_element(By.ID, "api-key").get_attribute("value") == ""  # not left on screen
+        driver.refresh()  # the key lasts for the tab
+        wait.until(lambda d: "pronto" in shown(d, "model-status"), "the key was not kept in the tab")
+
+
+MORE_SECRETS = {name: f"Zq{name}Sigilo{index:02d}x" for index, name in enumerate(
+    ["input", "instructions", "oaivoice", "oainame", "oaireftext", "oaifile", "oaimodel", "longtext", "longvoice",
+     "cue", "subfile", "badcue", "taskid", "format", "deleteid"])}
+
+
+def test_the_log_holds_no_request_text_from_v1_or_job_routes(service, reference):
+    s = MORE_SECRETS
+    url, headers = service.url, auth(KEYS[0])
+
+    def send(method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, url + path, headers=headers, timeout=120, **kwargs)
+
+    created = send("POST", "/v1/audio/voices", data={"name": f"Voz {s['oainame']}", "consent": "yes",
+                                                     "ref_text": f"{REFERENCE_TEXT} {s['oaireftext']}"},
+                   files={"audio_sample": (f"{s['oaifile']}.wav", reference)})
+    assert created.status_code == 200, created.text
+    voice = created.json()["id"]
+    long_job = send("POST", "/synthesize_long/submit", data={"text": f"Olá {s['longtext']}.", "voice": voice,
+                                                             "nfe_step": "1"})
+    assert long_job.status_code == 200, long_job.text
+    srt = f"1\n00:00:00,500 --> 00:00:02,000\nBom dia {s['cue']}.\n".encode()
+    dub_job = send("POST", "/dub_subtitles/submit", data={"voice": voice, "nfe_step": "1"},
+                   files={"subtitles": (f"{s['subfile']}.srt", srt)})
+    assert dub_job.status_code == 200, dub_job.text
+    outcomes = [
+        send("POST", "/v1/audio/speech", json={"model": "tts-1", "input": f"Olá {s['input']}.", "voice": voice,
+                                                "instructions": s["instructions"], "response_format": "wav",
+                                                "nfe_step": 1}),
+        send("POST", "/v1/audio/speech", json={"model": "tts-1", "input": f"Oi {s['input']}", "voice": s["oaivoice"]}),
+        send("POST", "/v1/audio/speech", json={"model": s["oaimodel"], "input": s["input"], "voice": voice}),
+        send("POST", "/v1/audio/speech", json={"model": "tts-1", "input": s["input"], "voice": voice, "speed": s["format"]}),
+        send("GET", f"/v1/models/{s['oaimodel']}"),
+        send("DELETE", f"/v1/audio/voices/{s['deleteid']}"),
+        send("POST", "/synthesize_long/submit", data={"text": s["longtext"], "voice": s["longvoice"]}),
+        send("POST", "/dub_subtitles/submit", data={"voice": voice},
+             files={"subtitles": (f"{s['subfile']}.srt", f"1\n00:00:01,000 -> x\n{s['badcue']}\n".encode())}),
+        send("GET", "/synthesize_long/status", params={"task_id": s["taskid"]}),
+        send("GET", "/synthesize_long/get", params={"task_id": long_job.json()["task_id"],
+                                                    "response_format": s["format"]}),
+        send("GET", "/dub_subtitles/list", params={"limit": s["format"]}),
+        send("PUT", "/dub_subtitles/cancel", params={"task_id": s["taskid"]}),
+        send("DELETE", "/synthesize_long/delete", params={"task_id": s["taskid"]}),
+    ]
+    statuses = [response.status_code for response in outcomes]
+    assert statuses[0] == 200 and all(status < 500 for status in statuses), statuses
+    assert {400, 404} <= set(statuses), statuses
+    for kind, task in (("synthesize_long", long_job), ("dub_subtitles", dub_job)):
+        deadline = time.monotonic() + 120
+        while send("GET", f"/{kind}/status", params={"task_id": task.json()["task_id"]}).json()["status"] == "in_progress":
+            assert time.monotonic() < deadline, kind
+            time.sleep(0.1)
+        assert send("GET", f"/{kind}/get", params={"task_id": task.json()["task_id"]}).status_code == 200
+        send("DELETE", f"/{kind}/delete", params={"task_id": task.json()["task_id"]})
+    assert send("DELETE", f"/v1/audio/voices/{voice}").status_code == 200
+    time.sleep(0.5)
+    log = service.log_path.read_text(errors="replace")
+    leaked = [line[:300] for line in log.splitlines() if any(secret in line for secret in MORE_SECRETS.values())]
+    assert leaked == [], "request data in the server log:\n" + "\n".join(leaked)
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"event"' in line]
+    assert any(event.get("event") == "job" and event.get("outcome") == "completed" for event in events)
+    assert long_job.json()["task_id"] in log  # what happened is still there, by id

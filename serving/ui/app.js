@@ -109,11 +109,17 @@
       jobEta: ' · faltam cerca de {s} s',
       jobCompleted: 'Tarefa concluída: {s} s de áudio.',
       jobFailed: 'A tarefa falhou: {error}',
+      jobWaiting: 'A tarefa espera para continuar: {message}',
+      apiKey: 'Chave de API',
+      apiKeyUse: 'Usar chave',
+      apiKeyHint: 'Este serviço pede uma chave. Ela fica só nesta aba e vai no cabeçalho Authorization de cada pedido.',
+      apiKeyNeeded: 'Este serviço pede uma chave de API: escreva-a no campo acima.',
       jobCanceled: 'Tarefa cancelada.',
       jobFetching: 'Baixando o resultado…',
       footer: 'A página usa a mesma API que qualquer cliente:',
       langSwitch: 'English',
       status400: 'Dados inválidos',
+      status401: 'Chave de API ausente ou inválida',
       status404: 'Não encontrado',
       status409: 'Conflito',
       status413: 'Arquivo grande demais',
@@ -137,6 +143,7 @@
       fieldstorage: 'Armazenamento',
       fieldtask_id: 'Tarefa',
       fieldserver: 'Servidor',
+      fieldauthorization: 'Chave de API',
     },
     en: {
       skip: 'Skip to the text',
@@ -242,11 +249,17 @@
       jobEta: ' · about {s} s left',
       jobCompleted: 'Job finished: {s} s of audio.',
       jobFailed: 'The job failed: {error}',
+      jobWaiting: 'The job is waiting to carry on: {message}',
+      apiKey: 'API key',
+      apiKeyUse: 'Use key',
+      apiKeyHint: 'This service asks for a key. It stays in this tab only and goes in the Authorization header of each request.',
+      apiKeyNeeded: 'This service asks for an API key: type it in the field above.',
       jobCanceled: 'Job canceled.',
       jobFetching: 'Fetching the result…',
       footer: 'This page uses the same API as any client:',
       langSwitch: 'Português',
       status400: 'Invalid input',
+      status401: 'Missing or invalid API key',
       status404: 'Not found',
       status409: 'Conflict',
       status413: 'File too large',
@@ -270,6 +283,7 @@
       fieldstorage: 'Storage',
       fieldtask_id: 'Job',
       fieldserver: 'Server',
+      fieldauthorization: 'API key',
     },
   };
 
@@ -372,12 +386,49 @@
     return String(error && error.message ? error.message : error);
   }
 
+  // With API keys on (PTBR_API_KEYS), the page itself loads without one but every route it calls needs
+  // `Authorization: Bearer <key>`: the user types the key once; it is kept in this tab's sessionStorage only.
+  const KEY_STORAGE = 'f5tts-ptbr-api-key';
+  let memoryKey = ''; // when sessionStorage is switched off
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE) || '';
+    } catch (ignored) {
+      return '';
+    }
+  }
+
+  function showKeyForm() {
+    const form = $('key-form');
+    if (!form.hidden) return;
+    form.hidden = false;
+    $('api-key').focus();
+  }
+
+  function useKey(event) {
+    event.preventDefault();
+    const key = $('api-key').value.trim();
+    try {
+      if (key) sessionStorage.setItem(KEY_STORAGE, key);
+      else sessionStorage.removeItem(KEY_STORAGE);
+    } catch (ignored) {
+      // storage switched off: the key lasts until the page is left
+    }
+    memoryKey = key;
+    $('api-key').value = '';
+    loadModelInfo();
+    refreshVoices();
+  }
+
   async function call(route, { json, form, method = 'POST', params, signal } = {}) {
     const url = new URL(route, API_ROOT);
     for (const [name, value] of Object.entries(params || {})) url.searchParams.set(name, value);
-    const init = { method, signal };
+    const init = { method, signal, headers: {} };
+    const key = apiKey() || memoryKey;
+    if (key) init.headers.Authorization = `Bearer ${key}`;
     if (json !== undefined) {
-      init.headers = { 'Content-Type': 'application/json' };
+      init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(json);
     } else if (form) {
       init.body = form;
@@ -389,6 +440,7 @@
       if (error.name === 'AbortError') throw error;
       throw new NetworkError(error.message);
     }
+    if (response.status === 401) showKeyForm();
     if (!response.ok) throw await readError(response);
     return response;
   }
@@ -433,7 +485,7 @@
         say(status, info.demo ? `${ready} ${t('modelDemo')}` : ready, info.demo ? 'warning' : 'ok');
       }
     } catch (error) {
-      say(status, describeError(error), 'error');
+      say(status, error instanceof ApiError && error.status === 401 ? t('apiKeyNeeded') : describeError(error), 'error');
       if (error instanceof ApiError && error.status === 503) setTimeout(loadModelInfo, 2000);
     }
   }
@@ -1159,6 +1211,8 @@
       say(message, t('jobCanceled'));
       finishJob();
     } else {
+      // A fault that passes (out of device memory, a full disk): the job keeps its chunks and carries on.
+      if (status.retry && status.retry.message) say(message, t('jobWaiting', { message: status.retry.message }), 'warning');
       job.timer = setTimeout(pollJob, 500);
     }
   }
@@ -1205,6 +1259,8 @@
     $('reference-preview').addEventListener('loadedmetadata', onReferenceLoaded);
     $('reference-text').addEventListener('input', schedulePreview);
     $('save-voice-form').addEventListener('submit', saveVoice);
+    $('key-form').addEventListener('submit', useKey);
+    if (apiKey()) $('key-form').hidden = false;
     $('refresh-voices').addEventListener('click', () => refreshVoices());
     $('voice-list').addEventListener('click', onVoiceAction);
     $('voice').addEventListener('change', schedulePreview);
