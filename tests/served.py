@@ -112,6 +112,24 @@ def start_demo(tag: str, log_path: Path, **env: str) -> ServedService:
     return served
 
 
+def start_replicas(tag: str, data_dir: Path, log_dir: Path, count: int = 2, **env: str) -> list[ServedService]:
+    """``count`` ready `bentoml serve` processes of ``tag`` on one data directory, started together (their cold
+    starts overlap); logs ``log_dir/replica-<n>.log``. Stops them all when one fails to come up."""
+    replicas = [ServedService(env={"PTBR_MODEL_TAG": tag, "PTBR_LOG_FORMAT": "json", "PTBR_DATA_DIR": str(data_dir),
+                                   **env}, log_path=log_dir / f"replica-{n}.log") for n in range(count)]
+    try:
+        for served in replicas:
+            served.start()
+        for served in replicas:
+            served.wait_listening()
+            served.cold_start_seconds = served.wait_ready()
+    except BaseException:
+        for served in replicas:
+            served.stop()
+        raise
+    return replicas
+
+
 def kill_tree(served: ServedService) -> None:
     """SIGKILL the server and every worker it started (workers run in their own sessions)."""
     if served.process is None:
