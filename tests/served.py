@@ -94,10 +94,26 @@ class ServedService:
             self.process.wait(timeout=10)
 
 
+_IMPORTED: dict[str, str] = {}
+
+
 def import_demo(name: str = "f5tts-ptbr") -> str:
-    """Import the project's tiny demo model into the test session's BentoML store; returns its tag."""
+    """Import the project's tiny demo model into the test session's BentoML store; returns its tag.
+
+    Once per name and test session (the import is a subprocess of 5-10 s and its tag depends only on the demo
+    model's bytes, so every module got the same tag anyway); again when a test removed it from the store."""
+    tag = _IMPORTED.get(name)
+    if tag is not None and _store_path(tag).is_dir():
+        return tag
     command = [sys.executable, str(REPO_ROOT / "scripts" / "import_model.py"), "--demo", "--name", name]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout.strip()
+    tag = subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout.strip()
+    _IMPORTED[name] = tag
+    return tag
+
+
+def _store_path(tag: str) -> Path:
+    name, version = tag.split(":", 1)
+    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "models" / name / version
 
 
 def start_demo(tag: str, log_path: Path, **env: str) -> ServedService:
