@@ -77,9 +77,12 @@ class RoundRobinProxy:
     async def _forward(self, request: Request) -> StreamingResponse:
         backend = self._next_backend()
         headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        target = request.scope.get("raw_path") or request.url.path.encode()  # as the client encoded it
+        if request.scope.get("query_string"):
+            target += b"?" + request.scope["query_string"]
         outgoing = self._client.build_request(
-            request.method, self.backends[backend] + request.url.path, params=request.url.query or None,
-            headers=headers, content=request.stream() if request.method not in ("GET", "HEAD") else None,
+            request.method, self.backends[backend] + target.decode("latin-1"), headers=headers,
+            content=request.stream() if request.method not in ("GET", "HEAD") else None,
         )
         upstream = await self._client.send(outgoing, stream=True)
         self.record.append(Forwarded(request.method, request.url.path, backend, upstream.status_code))
