@@ -16,6 +16,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from hardened import hardened_service  # noqa: E402,F401  (session fixture: one keyed server for several modules)
+from openai_served import openai_demo  # noqa: E402,F401  (session fixture: the /v1 server of two modules)
 
 
 _OWN_BENTOML_HOME: list[str] = []
@@ -33,6 +34,21 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for home in _OWN_BENTOML_HOME:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo_service(tmp_path_factory: pytest.TempPathFactory):
+    """A served demo model with every setting at its default but its own data directory (``.data_dir``): one
+    server for the modules that need nothing special (voices, the web page, the deployment probes). A start costs
+    10-30 s on a busy 2-core machine; modules that change a setting start their own."""
+    from served import import_demo, start_demo
+
+    data_dir = tmp_path_factory.mktemp("demo-data")
+    served = start_demo(import_demo(), tmp_path_factory.mktemp("demo-served") / "serve.log",
+                        PTBR_DATA_DIR=str(data_dir))
+    served.data_dir = data_dir
+    yield served
+    served.stop()
 
 
 @pytest.fixture(scope="session")

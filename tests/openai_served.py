@@ -1,5 +1,6 @@
-"""A served demo model set up for the /v1 tests: one saved voice, OpenAI's built-in names mapped onto it, a small
-upload limit (so a 413 needs no big file) and no waiting room on the device (so a 429 needs one busy request)."""
+"""A served demo model set up for the /v1 tests (the session fixture ``openai_demo``): one saved voice, OpenAI's
+built-in names mapped onto it, a small upload limit (so a 413 needs no big file) and no waiting room on the device
+(so a 429 needs one busy request)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import av
 import httpx
 import numpy as np
+import pytest
 
 from served import ServedService, import_demo, start_demo
 from signals import voice_like, wav_bytes
@@ -36,6 +38,15 @@ def start_openai_demo(workdir: Path) -> tuple[ServedService, dict]:
         served.stop()
         raise
     return served, response.json()
+
+
+@pytest.fixture(scope="session")
+def openai_demo(tmp_path_factory):
+    """(service, the saved voice "Ana"): one server for test_openai_sdk.py and test_openai_clients.py, which need
+    the same settings (registered in conftest.py). Voices they create are their own names and deleted again."""
+    service, voice = start_openai_demo(tmp_path_factory.mktemp("openai-demo"))
+    yield service, voice
+    service.stop()
 
 
 def reference_wav(seconds: float = 3.0) -> bytes:

@@ -94,10 +94,26 @@ class ServedService:
             self.process.wait(timeout=10)
 
 
+_IMPORTED: dict[str, str] = {}
+
+
 def import_demo(name: str = "f5tts-ptbr") -> str:
-    """Import the project's tiny demo model into the test session's BentoML store; returns its tag."""
+    """Import the project's tiny demo model into the test session's BentoML store; returns its tag.
+
+    Once per name and test session (the import is a subprocess of 5-10 s and its tag depends only on the demo
+    model's bytes, so every module got the same tag anyway); again when a test removed it from the store."""
+    tag = _IMPORTED.get(name)
+    if tag is not None and _store_path(tag).is_dir():
+        return tag
     command = [sys.executable, str(REPO_ROOT / "scripts" / "import_model.py"), "--demo", "--name", name]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout.strip()
+    tag = subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout.strip()
+    _IMPORTED[name] = tag
+    return tag
+
+
+def _store_path(tag: str) -> Path:
+    name, version = tag.split(":", 1)
+    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "models" / name / version
 
 
 def start_demo(tag: str, log_path: Path, **env: str) -> ServedService:
@@ -110,6 +126,24 @@ def start_demo(tag: str, log_path: Path, **env: str) -> ServedService:
         served.stop()
         raise
     return served
+
+
+def start_replicas(tag: str, data_dir: Path, log_dir: Path, count: int = 2, **env: str) -> list[ServedService]:
+    """``count`` ready `bentoml serve` processes of ``tag`` on one data directory, started together (their cold
+    starts overlap); logs ``log_dir/replica-<n>.log``. Stops them all when one fails to come up."""
+    replicas = [ServedService(env={"PTBR_MODEL_TAG": tag, "PTBR_LOG_FORMAT": "json", "PTBR_DATA_DIR": str(data_dir),
+                                   **env}, log_path=log_dir / f"replica-{n}.log") for n in range(count)]
+    try:
+        for served in replicas:
+            served.start()
+        for served in replicas:
+            served.wait_listening()
+            served.cold_start_seconds = served.wait_ready()
+    except BaseException:
+        for served in replicas:
+            served.stop()
+        raise
+    return replicas
 
 
 def kill_tree(served: ServedService) -> None:

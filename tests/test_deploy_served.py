@@ -3,15 +3,10 @@ chart and compose use, and its /metrics exports every series the autoscaler and 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 import yaml
 
-from served import ServedService
 from test_deploy_chart import ADAPTER_VALUES, VARIANTS, by_kind, container, render
 from test_deploy_compose import compose_config
 
@@ -19,16 +14,8 @@ pytestmark = pytest.mark.served
 
 
 @pytest.fixture(scope="module")
-def service(repo_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    command = [sys.executable, str(repo_root / "scripts" / "import_model.py"), "--demo"]
-    tag = subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout.strip()
-    served = ServedService(env={"PTBR_MODEL_TAG": tag},
-                           log_path=tmp_path_factory.mktemp("deploy-served") / "serve.log").start()
-    try:
-        served.wait_ready()
-        yield served
-    finally:
-        served.stop()
+def service(demo_service):
+    return demo_service
 
 
 def metric_types(text: str) -> dict[str, str]:

@@ -240,8 +240,10 @@ def test_the_engine_meets_a_budget_with_a_calibrated_rate(engine, reference):
         result = engine.synthesize(text, reference, options)
         assert result.nfe_step == 10 and result.predicted_seconds == pytest.approx(1.0)
         assert result.flops == plan.cost.flops(10)
-        no_budget = engine.synthesize(text, reference, SynthesisOptions(nfe_step=32, seed=0))
-        assert no_budget.nfe_step == 32 and no_budget.predicted_seconds > 1.0
+        # Without a budget the steps asked for run even when predicted over 1 s (12, not 32: the same case for a
+        # third of the sampling time).
+        no_budget = engine.synthesize(text, reference, SynthesisOptions(nfe_step=12, seed=0))
+        assert no_budget.nfe_step == 12 and no_budget.predicted_seconds > 1.0
         capped = engine.synthesize(text, reference, SynthesisOptions(nfe_step=7, seed=0, latency_budget_s=1.0))
         assert capped.nfe_step == 7  # the budget lowers the steps, it never raises them
     finally:

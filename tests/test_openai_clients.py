@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openai_served import SHORT_TEXT, VOICE_NAME, decode, start_openai_demo
+from openai_served import SHORT_TEXT, VOICE_NAME, decode
 
 pytestmark = pytest.mark.served
 
@@ -42,10 +42,8 @@ OPEN_WEBUI_AUDIO_TYPES = {"audio/mpeg", "audio/wav", "audio/ogg", "audio/opus", 
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    service, voice = start_openai_demo(tmp_path_factory.mktemp("openai-clients"))
-    yield service, voice
-    service.stop()
+def served(openai_demo):
+    return openai_demo
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,14 @@ import httpx
 import openai
 import pytest
 
-from openai_served import (LONG_TEXT, SHORT_TEXT, VOICE_NAME, decode, in_flight, reference_wav,
-                           start_openai_demo, wait_idle)
+from openai_served import LONG_TEXT, SHORT_TEXT, VOICE_NAME, decode, in_flight, reference_wav, wait_idle
 
 pytestmark = pytest.mark.served
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    service, voice = start_openai_demo(tmp_path_factory.mktemp("openai-sdk"))
-    yield service, voice
-    service.stop()
+def served(openai_demo):
+    return openai_demo
 
 
 @pytest.fixture(scope="module")

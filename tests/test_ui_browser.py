@@ -19,7 +19,6 @@ import soundfile as sf
 
 from browser import chromium, fetch_bytes, full_page_png, missing, phone_screen
 from decoders import pyav_decode
-from served import import_demo, start_demo
 from signals import voice_like, wav_bytes
 
 pytestmark = pytest.mark.served
@@ -30,13 +29,10 @@ SPEECH = " ".join(f"Esta é a frase número {n}, que vem logo depois da anterior
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(demo_service):
     reason = missing()
     assert reason is None, reason
-    served = start_demo(import_demo(), tmp_path_factory.mktemp("ui-served") / "serve.log",
-                        PTBR_DATA_DIR=str(tmp_path_factory.mktemp("ui-data")))
-    yield served
-    served.stop()
+    return demo_service
 
 
 @pytest.fixture(scope="module")

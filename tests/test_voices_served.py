@@ -1,4 +1,5 @@
-"""Saved voices through a real `bentoml serve` of the demo model: lifecycle, reuse, replicas, crashes, corruption."""
+"""Saved voices through a real `bentoml serve` of the demo model: lifecycle, reuse, crashes, corruption (two replicas
+on one data directory: test_replicas_served.py)."""
 
 from __future__ import annotations
 
@@ -30,15 +31,13 @@ def demo_tag() -> str:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
+def service(demo_service):
+    return demo_service
 
 
 @pytest.fixture(scope="module")
-def service(demo_tag, data_dir, tmp_path_factory):
-    served = start_demo(demo_tag, tmp_path_factory.mktemp("served") / "serve.log", PTBR_DATA_DIR=str(data_dir))
-    yield served
-    served.stop()
+def data_dir(demo_service) -> Path:
+    return demo_service.data_dir
 
 
 @pytest.fixture(scope="module")
@@ -161,28 +160,6 @@ def test_a_corrupt_entry_is_skipped_and_reported(service, data_dir, reference_by
     metrics = httpx.get(f"{service.url}/metrics").text
     corrupt = [line for line in metrics.splitlines() if line.startswith("ptbr_voices_corrupt ")]
     assert corrupt and float(corrupt[0].split()[1]) >= 1
-
-
-def test_two_replicas_share_one_data_directory(demo_tag, tmp_path, reference_bytes):
-    data = tmp_path / "shared-data"
-    first = start_demo(demo_tag, tmp_path / "a.log", PTBR_DATA_DIR=str(data))
-    second = start_demo(demo_tag, tmp_path / "b.log", PTBR_DATA_DIR=str(data))
-    try:
-        voice = create(first.url, "Compartilhada", reference_bytes).json()
-        started = time.monotonic()
-        while voice["id"] not in [v["id"] for v in post(second.url, "list_voices").json()["voices"]]:
-            assert time.monotonic() - started < 1.0, "the second replica did not see the voice within 1 s"
-            time.sleep(0.05)
-        assert speak(second.url, voice="Compartilhada", seed="3").status_code == 200  # cached there now
-        assert post(second.url, "rename_voice", voice=voice["id"], name="Renomeada").status_code == 200
-        assert post(first.url, "get_voice", voice="Renomeada").json()["id"] == voice["id"]
-        assert post(first.url, "delete_voice", voice=voice["id"]).status_code == 200
-        assert post(second.url, "get_voice", voice=voice["id"]).status_code == 404
-        gone = speak(second.url, voice=voice["id"], seed="3")
-        assert gone.status_code == 404, "the second replica served a deleted voice from its cache"
-    finally:
-        first.stop()
-        second.stop()
 
 
 def test_kill_9_while_writing_a_voice_leaves_no_partial_voice(demo_tag, tmp_path, reference_bytes):
