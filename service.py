@@ -126,9 +126,11 @@ class PtBrTTS:
         return self.status.server_ready
 
     def __metrics__(self, content: str) -> str:
+        from serving.scrape import scrape
+
         self.core.observe_voices()
         self.jobs.observe()
-        return content + self.metrics.render()
+        return scrape(content, self.metrics)  # collected again: the gauges just refreshed are in it
 
     # --- speech ----------------------------------------------------------------------------------------------
 

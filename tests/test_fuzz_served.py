@@ -27,7 +27,9 @@ MAX_EXAMPLES = int(os.environ.get("PTBR_FUZZ_MAX_EXAMPLES", "12"))
 def test_schemathesis_finds_no_server_error_on_any_route(hardened_service):
     report = fuzz.fuzz_schema(hardened_service.url, hardened_service.headers, max_examples=MAX_EXAMPLES, seed=20261128)
     print(f"\n[fuzz] schemathesis: {json.dumps({k: v for k, v in report.items() if k != 'output_tail'})}")
-    assert report["returncode"] == 0, report["output_tail"]
+    # On failure, the server's own log too: a worker that restarted mid-run (503 "model is loading") shows why there.
+    server_tail = "\n".join(hardened_service.log_path.read_text(errors="replace").splitlines()[-80:])
+    assert report["returncode"] == 0, f"{report['output_tail']}\n--- server log (tail) ---\n{server_tail}"
     assert report["generated"] and report["generated"] == report["passed"]
     # Every operation of the served document was run: BentoML's APIs, the mounted /v1 app (merged into /docs.json)
     # and the job routes (FastAPI apps, merged too).
