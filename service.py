@@ -54,8 +54,8 @@ class PtBrTTS:
     def __init__(self) -> None:
         # Before anything starts CUDA in this process: take this worker's GPU (no-op with one worker).
         self.gpu = bind_worker(bentoml.server_context.worker_index, WORKERS)
-        from ptbr_model.metrics import ServiceMetrics, multiprocess_dir
-        from serving.workers import WorkerRoll
+        from ptbr_model.metrics import ServiceMetrics
+        from serving.workers import WorkerRoll, server_run_dir
         from serving.hardening import harden_bentoml
         from serving.request_log import configure_request_log
         from serving.jobs_api import JobsService
@@ -64,7 +64,7 @@ class PtBrTTS:
         self.settings = get_settings()
         self.metrics = ServiceMetrics()
         self.status = LOAD_STATUS
-        self.status.roll = WorkerRoll(multiprocess_dir(), bentoml.server_context.worker_index, WORKERS)
+        self.status.roll = WorkerRoll(server_run_dir(), bentoml.server_context.worker_index, WORKERS)
         configure_request_log(self.settings.log_format)
         if self.gpu is not None:
             logging.getLogger("ptbr.engine").info(

@@ -2,16 +2,23 @@
 
 Each worker loads its own model copy on its own GPU, and the kernel hands connections to whichever worker accepts
 first, so ``/readyz`` must not say ready while one of them is still loading (or failed): half the requests would
-meet a 503. A worker marks itself ready with a file ``ptbr-ready-<index>`` holding its pid in the server's shared
-run directory (BentoML's ``PROMETHEUS_MULTIPROC_DIR``: made fresh for each serve and given to every worker;
-prometheus_client only reads ``*.db`` there). A worker counts as ready while its file names a live process, so a
-worker that crashed and is being restarted by BentoML's supervisor reads as not ready until it has loaded again.
+meet a 503. A worker marks itself ready with a file ``ready-<index>`` holding its pid in a folder of its server's
+own: ``$TMPDIR/f5tts-ptbr-workers-<pid of bentoml serve>`` (every worker is a child of that process). Not BentoML's
+metrics folder: that one is ``$BENTOML_HOME/prometheus_multiproc_dir``, shared by every server of one BentoML home and
+emptied by each that starts. A worker counts as ready while its file names a live process, so a worker that crashed
+and is being restarted by BentoML's supervisor reads as not ready until it has loaded again.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+
+def server_run_dir() -> Path:
+    """The folder this worker's server (its parent process, ``bentoml serve``) keeps worker state in."""
+    return Path(tempfile.gettempdir()) / f"f5tts-ptbr-workers-{os.getppid()}"
 
 
 class WorkerRoll:
@@ -26,11 +33,12 @@ class WorkerRoll:
 
     def _path(self, index: int) -> Path:
         assert self.directory is not None
-        return self.directory / f"ptbr-ready-{index}"
+        return self.directory / f"ready-{index}"
 
     def mark_ready(self) -> None:
         if not self.enabled:
             return
+        self.directory.mkdir(mode=0o700, exist_ok=True)  # type: ignore[union-attr]
         path = self._path(self.index)  # type: ignore[arg-type]
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_text(str(os.getpid()))

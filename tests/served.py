@@ -41,12 +41,27 @@ class ServedService:
         command = self.command or [
             str(bentoml_cli), "serve", "service:PtBrTTS", "--host", "127.0.0.1", "--port", str(self.port)
         ]
+        env = {**os.environ, **self.env}
+        if "BENTOML_HOME" not in self.env and "BENTOML_HOME" in os.environ:
+            env["BENTOML_HOME"] = self._own_home(Path(os.environ["BENTOML_HOME"]))
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**os.environ, **self.env}, stdout=self.log_path.open("wb"),
+            command, cwd=REPO_ROOT, env=env, stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
+
+    def _own_home(self, session_home: Path) -> str:
+        """A BentoML home of this server's own that shares the session's model store. `bentoml serve` keeps its
+        metrics files in $BENTOML_HOME/prometheus_multiproc_dir and empties that folder when it starts, so servers
+        sharing a home wipe each other's metrics (the service's own series live there too)."""
+        home = self.log_path.parent / f"bentoml-home-{self.port}"
+        home.mkdir(exist_ok=True)
+        home.chmod(0o755)
+        models = home / "models"
+        if not models.is_symlink():
+            models.symlink_to(session_home / "models", target_is_directory=True)
+        return str(home)
 
     def wait_listening(self, timeout: float = 120.0) -> None:
         self._wait(lambda response: True, timeout, "/livez")
