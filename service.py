@@ -11,7 +11,7 @@ from typing import Annotated, AsyncGenerator, Optional
 import bentoml
 from pydantic import Field
 
-from ptbr_model.gpus import bind_worker, visible_gpus, worker_count
+from ptbr_model.gpus import bind_worker, service_resources, visible_gpus, worker_count
 from ptbr_model.settings import get_settings
 from serving.guards import LoadStatus, RequestGuards
 from serving.jobs_api import create_jobs_app
@@ -41,9 +41,7 @@ def _jobs():
 @bentoml.asgi_app(create_openai_app(), path="/v1")  # OpenAI-compatible API; reaches self.core at request time
 @bentoml.service(
     name="f5tts-ptbr",
-    # Several workers: all GPUs to every worker (each then takes one), none on a CPU-only box (BentoML would
-    # otherwise hand out a "GPU 0" that does not exist).
-    resources={"gpu": len(GPUS)} if WORKERS > 1 and GPUS else {} if WORKERS > 1 else {"gpu": 1},
+    resources=service_resources(WORKERS, GPUS),
     workers=WORKERS,
     traffic={"timeout": SETTINGS.traffic_timeout, "max_concurrency": SETTINGS.max_concurrency},
 )

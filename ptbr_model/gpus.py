@@ -63,6 +63,15 @@ def worker_count(setting: str | int, gpus: list[str]) -> int:
     return int(setting)
 
 
+def service_resources(workers: int, gpus: list[str]) -> dict[str, int]:
+    """BentoML ``resources`` for the service: one worker keeps asking for one GPU, as before this setting existed;
+    several are all given every GPU (each then takes its own in ``bind_worker``), and none on a CPU-only box, where
+    BentoML would otherwise hand every worker a "GPU 0" that does not exist."""
+    if workers <= 1:
+        return {"gpu": 1}
+    return {"gpu": len(gpus)} if gpus else {}
+
+
 def bind_worker(worker_index: int | None, workers: int, environ: MutableMapping[str, str] | None = None) -> str | None:
     """Narrow this worker's CUDA_VISIBLE_DEVICES to one GPU: worker ``i`` (BentoML counts from 1) takes the
     ``(i-1) mod n``-th visible GPU, which is then its ``cuda:0``. Returns the GPU entry taken, or None when nothing

@@ -8,7 +8,7 @@ import types
 import pytest
 from pydantic import ValidationError
 
-from ptbr_model.gpus import CUDA_VISIBLE, bind_worker, visible_gpus, worker_count
+from ptbr_model.gpus import CUDA_VISIBLE, bind_worker, service_resources, visible_gpus, worker_count
 from ptbr_model.settings import Settings
 
 
@@ -72,3 +72,9 @@ def test_the_setting_accepts_auto_or_a_count_and_names_the_conflict(monkeypatch)
     monkeypatch.setenv("PTBR_DEVICE", "cuda:1")
     with pytest.raises(ValidationError, match="CUDA_VISIBLE_DEVICES"):
         Settings()
+
+
+def test_bentoml_is_asked_for_every_gpu_only_with_several_workers():
+    assert service_resources(1, []) == {"gpu": 1} and service_resources(1, ["0", "1"]) == {"gpu": 1}
+    assert service_resources(2, ["0", "1"]) == {"gpu": 2} and service_resources(4, ["0", "1"]) == {"gpu": 2}
+    assert service_resources(2, []) == {}
