@@ -52,7 +52,7 @@ def _nvml_device_count() -> int:
         try:
             pynvml.nvmlShutdown()
         except (pynvml.NVMLError, OSError):
-            pass
+            pass  # the count is read; a failing shutdown changes nothing for it
 
 
 def worker_count(setting: str | int, gpus: list[str]) -> int:

@@ -188,7 +188,7 @@ class Server:
                 if any("_bentoml_impl.worker.service" in part for part in child.cmdline()):
                     processes.append(child.pid)
             except psutil.Error:
-                pass
+                pass  # exited while being listed: not a worker any more
         return [{"pids": sorted(processes), "bound": {str(index): gpu for index, gpu in sorted(bound.items())}}]
 
     def metrics(self) -> dict[str, float]:
@@ -235,6 +235,17 @@ def synthesize(client: httpx.Client, url: str, voice: str, text: str = TEXT, **f
     return response.status_code, time.perf_counter() - started, headers
 
 
+def run_together(work, count: int) -> float:
+    """``work(index)`` on ``count`` threads at once; seconds until the last one is done."""
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def latency(values: list[float]) -> dict:
     return {"p50_s": round(percentile(values, 50), 3), "p95_s": round(percentile(values, 95), 3),
             "max_s": round(max(values), 3) if values else None}
@@ -256,14 +267,8 @@ def run_streams(url: str, voice: str, streams: int, per_stream: int, connection:
                 with lock:
                     outcomes.append((status, seconds))
 
-    threads = [threading.Thread(target=stream, args=(index,)) for index in range(streams)]
     with GpuSampler() as sampler:
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - started
+        wall = run_together(stream, streams)
     ok = [seconds for status, seconds in outcomes if status == 200]
     return {"streams": streams, "requests": len(outcomes), "connection": connection,
             "statuses": dict(Counter(str(status) for status, _ in outcomes)), "wall_s": round(wall, 2),
@@ -310,20 +315,14 @@ def burst(url: str, voice: str, count: int) -> dict:
     lock = threading.Lock()
     barrier = threading.Barrier(count)
 
-    def one() -> None:
+    def one(_: int) -> None:
         with httpx.Client() as client:
             barrier.wait()
             outcome = synthesize(client, url, voice)
             with lock:
                 outcomes.append(outcome)
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_together(one, count)
     statuses = Counter(str(status) for status, _, _ in outcomes)
     refused = [headers for status, _, headers in outcomes if status in (429, 503)]
     return {"requests": count, "statuses": dict(statuses), "wall_s": round(wall, 2),

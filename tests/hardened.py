@@ -67,6 +67,16 @@ def mount_tmpfs(where: Path, size: int, uid: int) -> bool:
                           capture_output=True, timeout=30).returncode == 0
 
 
+def fill(mount: Path, leave: int, name: str = "filler") -> Path:
+    """Fill the small filesystem at ``mount`` until ``leave`` bytes are free; returns the filler file."""
+    stats = os.statvfs(mount)
+    free = stats.f_bavail * stats.f_frsize
+    filler = mount / name
+    with filler.open("ab") as out:
+        out.write(b"\0" * max(0, free - leave))
+    return filler
+
+
 def can_run_as(uid: int) -> bool:
     """Root, and this interpreter usable by ``uid`` (a venv whose Python lives under /root is not)?"""
     if os.geteuid() != 0:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import soundfile as sf
 
+import hardened
 from hardened import OOM_ONCE_TRIGGER, OOM_TRIGGER
 from signals import voice_like, wav_bytes
 
@@ -87,13 +88,7 @@ def pages(size: int) -> int:
 
 
 def fill(mount: Path, leave: int) -> Path:
-    """Fill the small filesystem until ``leave`` bytes are free."""
-    stats = os.statvfs(mount)
-    free = stats.f_bavail * stats.f_frsize
-    filler = mount / "job-filler"
-    with filler.open("ab") as out:
-        out.write(b"\0" * max(0, free - leave))
-    return filler
+    return hardened.fill(mount, leave, "job-filler")  # its own name: the reliability tests fill the same tmpfs
 
 
 def jobs_folder(service) -> Path:

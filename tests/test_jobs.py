@@ -507,10 +507,10 @@ def small_disk(tmp_path):
     """A real 256 KiB tmpfs (needs root, as CI has; the served full-disk tests need it too)."""
     import subprocess
 
+    from hardened import mount_tmpfs
+
     mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if not mount_tmpfs(mount, 256 * 1024, os.getuid()):
         pytest.skip("needs root to mount a small tmpfs")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hardened import OOM_TRIGGER
+from hardened import OOM_TRIGGER, fill
 from signals import voice_like, wav_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -82,16 +82,6 @@ def test_out_of_memory_in_a_later_chunk_ends_the_stream_and_frees_the_device(ser
     assert 0 < len(failing.content) <= len(whole.content)  # the chunks before the failure, then the end
     assert post(service, "/synthesize", data={"text": "Olá.", "voice": voice, "nfe_step": "2"}).status_code == 200
     assert metric(service, "ptbr_queue_in_flight ") == 0.0
-
-
-def fill(mount: Path, leave: int) -> Path:
-    """Fill the small filesystem until ``leave`` bytes are free."""
-    stats = os.statvfs(mount)
-    free = stats.f_bavail * stats.f_frsize
-    filler = mount / "filler"
-    with filler.open("ab") as out:
-        out.write(b"\0" * max(0, free - leave))
-    return filler
 
 
 def voices_on_disk(service) -> list[str]:

@@ -59,7 +59,7 @@ def test_a_dead_worker_makes_readyz_503_until_it_is_back(two_workers):
         while victim.status() != psutil.STATUS_ZOMBIE:
             time.sleep(0.02)
     except psutil.NoSuchProcess:
-        pass
+        pass  # already reaped by BentoML's supervisor: dead, as waited for
     seen = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
